@@ -1,0 +1,252 @@
+//! Constructors for the messages the proxy sends itself, to clients (backend
+//! messages) and to servers (frontend messages).
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::frame::Frame;
+use crate::inspect::TxStatus;
+use crate::sqlstate::SqlState;
+use crate::startup::{CANCEL_REQUEST_CODE, PROTOCOL_3_0};
+
+/// Builds one typed message: `tag`, then a length patched in after `body` wrote.
+fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Frame {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_u8(tag);
+    buf.put_i32(0);
+    body(&mut buf);
+    let len = (buf.len() - 1) as i32;
+    buf[1..5].copy_from_slice(&len.to_be_bytes());
+    Frame::from_raw(buf.freeze())
+}
+
+fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
+    buf.put_slice(s);
+    buf.put_u8(0);
+}
+
+/// Severity of an error the proxy reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Fatal,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+        }
+    }
+}
+
+/// ErrorResponse ('E') with severity, SQLSTATE and message.
+pub fn error_response(severity: Severity, code: SqlState, message_text: &str) -> Frame {
+    message(b'E', |b| {
+        b.put_u8(b'S');
+        put_cstr(b, severity.as_str().as_bytes());
+        b.put_u8(b'V');
+        put_cstr(b, severity.as_str().as_bytes());
+        b.put_u8(b'C');
+        put_cstr(b, code.code().as_bytes());
+        b.put_u8(b'M');
+        put_cstr(b, message_text.as_bytes());
+        b.put_u8(0);
+    })
+}
+
+/// NoticeResponse ('N') at WARNING severity.
+pub fn notice_warning(message_text: &str) -> Frame {
+    message(b'N', |b| {
+        for k in [b'S', b'V'] {
+            b.put_u8(k);
+            put_cstr(b, b"WARNING");
+        }
+        b.put_u8(b'C');
+        put_cstr(b, b"01000");
+        b.put_u8(b'M');
+        put_cstr(b, message_text.as_bytes());
+        b.put_u8(0);
+    })
+}
+
+/// AuthenticationOk.
+pub fn auth_ok() -> Frame {
+    message(b'R', |b| b.put_i32(0))
+}
+
+/// AuthenticationMD5Password with its salt.
+pub fn auth_md5(salt: [u8; 4]) -> Frame {
+    message(b'R', |b| {
+        b.put_i32(5);
+        b.put_slice(&salt);
+    })
+}
+
+/// AuthenticationCleartextPassword.
+pub fn auth_cleartext() -> Frame {
+    message(b'R', |b| b.put_i32(3))
+}
+
+/// AuthenticationSASL offering the given mechanisms.
+pub fn auth_sasl(mechanisms: &[&str]) -> Frame {
+    message(b'R', |b| {
+        b.put_i32(10);
+        for m in mechanisms {
+            put_cstr(b, m.as_bytes());
+        }
+        b.put_u8(0);
+    })
+}
+
+/// AuthenticationSASLContinue.
+pub fn auth_sasl_continue(data: &[u8]) -> Frame {
+    message(b'R', |b| {
+        b.put_i32(11);
+        b.put_slice(data);
+    })
+}
+
+/// AuthenticationSASLFinal.
+pub fn auth_sasl_final(data: &[u8]) -> Frame {
+    message(b'R', |b| {
+        b.put_i32(12);
+        b.put_slice(data);
+    })
+}
+
+/// ParameterStatus ('S').
+pub fn parameter_status(name: &str, value: &str) -> Frame {
+    message(b'S', |b| {
+        put_cstr(b, name.as_bytes());
+        put_cstr(b, value.as_bytes());
+    })
+}
+
+/// BackendKeyData ('K').
+pub fn backend_key_data(pid: i32, secret: i32) -> Frame {
+    message(b'K', |b| {
+        b.put_i32(pid);
+        b.put_i32(secret);
+    })
+}
+
+/// ReadyForQuery ('Z').
+pub fn ready_for_query(status: TxStatus) -> Frame {
+    message(b'Z', |b| {
+        b.put_u8(match status {
+            TxStatus::Idle => b'I',
+            TxStatus::InBlock => b'T',
+            TxStatus::Failed => b'E',
+        })
+    })
+}
+
+/// ParseComplete ('1').
+pub fn parse_complete() -> Frame {
+    message(b'1', |_| {})
+}
+
+/// CloseComplete ('3').
+pub fn close_complete() -> Frame {
+    message(b'3', |_| {})
+}
+
+/// NegotiateProtocolVersion ('v'): the newest minor version supported and the
+/// protocol options (`_pq_.*`) not recognized.
+pub fn negotiate_protocol_version(newest_minor: i32, unrecognized: &[&str]) -> Frame {
+    message(b'v', |b| {
+        b.put_i32(newest_minor);
+        b.put_i32(unrecognized.len() as i32);
+        for o in unrecognized {
+            put_cstr(b, o.as_bytes());
+        }
+    })
+}
+
+/// StartupMessage (protocol 3.0) with parameters in order.
+pub fn startup_message(params: &[(&str, &str)]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_i32(0);
+    buf.put_i32(PROTOCOL_3_0);
+    for (k, v) in params {
+        put_cstr(&mut buf, k.as_bytes());
+        put_cstr(&mut buf, v.as_bytes());
+    }
+    buf.put_u8(0);
+    let len = buf.len() as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    buf.freeze()
+}
+
+/// CancelRequest for the given backend key.
+pub fn cancel_request(pid: i32, secret: i32) -> Bytes {
+    let mut buf = BytesMut::with_capacity(16);
+    buf.put_i32(16);
+    buf.put_i32(CANCEL_REQUEST_CODE);
+    buf.put_i32(pid);
+    buf.put_i32(secret);
+    buf.freeze()
+}
+
+/// PasswordMessage ('p') with a NUL-terminated password or md5 hash.
+pub fn password_message(password: &[u8]) -> Frame {
+    message(b'p', |b| put_cstr(b, password))
+}
+
+/// SASLInitialResponse ('p').
+pub fn sasl_initial_response(mechanism: &str, data: &[u8]) -> Frame {
+    message(b'p', |b| {
+        put_cstr(b, mechanism.as_bytes());
+        b.put_i32(data.len() as i32);
+        b.put_slice(data);
+    })
+}
+
+/// SASLResponse ('p').
+pub fn sasl_response(data: &[u8]) -> Frame {
+    message(b'p', |b| b.put_slice(data))
+}
+
+/// Query ('Q').
+pub fn query(sql: &str) -> Frame {
+    message(b'Q', |b| put_cstr(b, sql.as_bytes()))
+}
+
+/// Parse ('P') with the given statement name; `param_types` is the count and
+/// OIDs section exactly as a client sent it.
+pub fn parse(statement: &[u8], query_text: &[u8], param_types: &[u8]) -> Frame {
+    message(b'P', |b| {
+        put_cstr(b, statement);
+        put_cstr(b, query_text);
+        b.put_slice(param_types);
+    })
+}
+
+/// Bind ('B') naming a different statement; `rest` is the formats and values
+/// section exactly as the client sent it.
+pub fn bind(portal: &[u8], statement: &[u8], rest: &[u8]) -> Frame {
+    message(b'B', |b| {
+        put_cstr(b, portal);
+        put_cstr(b, statement);
+        b.put_slice(rest);
+    })
+}
+
+/// Describe ('D') of a prepared statement.
+pub fn describe_statement(statement: &[u8]) -> Frame {
+    message(b'D', |b| {
+        b.put_u8(b'S');
+        put_cstr(b, statement);
+    })
+}
+
+/// Sync ('S').
+pub fn sync() -> Frame {
+    message(b'S', |_| {})
+}
+
+/// Terminate ('X').
+pub fn terminate() -> Frame {
+    message(b'X', |_| {})
+}
