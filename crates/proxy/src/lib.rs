@@ -1,1 +1,32 @@
-//! placeholder
+//! pgcoalesce's runtime: accepts clients, authenticates them, and relays
+//! their traffic over pooled server connections.
+//!
+//! - [`listener`]: the accept loop, `max_client_conn`, graceful shutdown;
+//!   [`Proxy`] is the handle the binary and the tests start.
+//! - [`session`]: one client from its startup packet to login.
+//! - [`relay`]: a logged-in client's frames to and from its server
+//!   connection, and the books of what the server still owes.
+//! - [`auth`]: client authentication (trust, md5, SCRAM-SHA-256).
+//! - [`server`]: one logged-in connection to Postgres.
+//! - [`pool`]: per (database, user) pools and the RAII [`pool::Lease`].
+//! - [`prepared`]: named prepared statements shared across connections.
+//! - [`params`]: a client's session parameters, replayed on checkout.
+//! - [`pinning`]: which statements tie a client to its connection.
+//! - [`cancel`]: the proxy's own cancel keys and their forwarding.
+//! - [`state`]: what all sessions share.
+//! - [`error`]: errors with a SQLSTATE a client may see.
+
+pub mod auth;
+pub mod cancel;
+pub mod error;
+pub mod listener;
+pub mod params;
+pub mod pinning;
+pub mod pool;
+pub mod prepared;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod state;
+
+pub use listener::Proxy;

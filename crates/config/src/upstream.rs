@@ -1,0 +1,219 @@
+//! The `postgres://` quick form: building or amending a [`Config`] from an
+//! upstream URL `postgres://user[:password]@host[:port]/dbname`.
+//!
+//! The scheme may be `postgres` or `postgresql`. User, password and dbname
+//! are percent-decoded; the port defaults to 5432; user, host and dbname are
+//! required. Query parameters (`?sslmode=...`) and fragments are rejected
+//! rather than silently ignored. Errors never quote the URL, which may hold
+//! a password.
+
+use url::{Host, Url};
+
+use crate::model::{AuthMethod, Config, Database, User, DEFAULT_PORT};
+use crate::ConfigError;
+
+/// The parts of an upstream URL, decoded.
+struct UpstreamUrl {
+    user: String,
+    password: Option<String>,
+    host: String,
+    port: u16,
+    dbname: String,
+}
+
+impl UpstreamUrl {
+    fn parse(text: &str) -> Result<UpstreamUrl, ConfigError> {
+        const FORM: &str = "expected postgres://user[:password]@host[:port]/dbname";
+        let url = Url::parse(text).map_err(|err| ConfigError::url(format!("{err}; {FORM}")))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(ConfigError::url(format!(
+                "scheme must be postgres:// or postgresql://, got {}://",
+                url.scheme()
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ConfigError::url(format!(
+                "query parameters and fragments are not supported; {FORM}"
+            )));
+        }
+        let user = percent_decode(url.username(), "user name")?;
+        if user.is_empty() {
+            return Err(ConfigError::url(format!("a user name is required; {FORM}")));
+        }
+        let password = match url.password() {
+            Some(encoded) if !encoded.is_empty() => Some(percent_decode(encoded, "password")?),
+            _ => None,
+        };
+        let host = match url.host() {
+            Some(Host::Domain(name)) => percent_decode(name, "host")?,
+            Some(Host::Ipv4(addr)) => addr.to_string(),
+            Some(Host::Ipv6(addr)) => addr.to_string(),
+            None => String::new(),
+        };
+        if host.is_empty() {
+            return Err(ConfigError::url(format!("a host is required; {FORM}")));
+        }
+        if host.contains(',') {
+            return Err(ConfigError::url("multiple hosts are not supported"));
+        }
+        let port = url.port().unwrap_or(DEFAULT_PORT);
+        if port == 0 {
+            return Err(ConfigError::url("port must not be 0"));
+        }
+        let path = url.path().strip_prefix('/').unwrap_or(url.path());
+        if path.contains('/') {
+            return Err(ConfigError::url(format!(
+                "the path must be a single database name; {FORM}"
+            )));
+        }
+        let dbname = percent_decode(path, "database name")?;
+        if dbname.is_empty() {
+            return Err(ConfigError::url(format!(
+                "a database name is required; {FORM}"
+            )));
+        }
+        Ok(UpstreamUrl {
+            user,
+            password,
+            host,
+            port,
+            dbname,
+        })
+    }
+
+    /// The URL's user: scram-sha-256 with the URL's password (used on both
+    /// sides), or trust when there is none.
+    fn user(&self) -> User {
+        User {
+            name: self.user.clone(),
+            auth: if self.password.is_some() {
+                AuthMethod::ScramSha256
+            } else {
+                AuthMethod::Trust
+            },
+            password: self.password.clone(),
+            scram_verifier: None,
+            server_password: self.password.clone(),
+        }
+    }
+
+    /// The URL's database, named after its dbname.
+    fn database(&self) -> Database {
+        Database::new(self.dbname.clone(), self.host.clone(), self.port)
+    }
+}
+
+impl Config {
+    /// The quick form needing no file: one database and one user from a URL
+    /// `postgres://user[:password]@host[:port]/dbname`, every other setting
+    /// at its default.
+    ///
+    /// The database is named `dbname` and points at `host:port`. The user
+    /// logs in to the proxy with the URL's password (auth scram-sha-256) or,
+    /// without a password, with trust; its `server_password` is the URL's
+    /// password.
+    pub fn from_upstream_url(url: &str) -> Result<Config, ConfigError> {
+        let upstream = UpstreamUrl::parse(url)?;
+        let config = Config {
+            users: vec![upstream.user()],
+            databases: vec![upstream.database()],
+            ..Config::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Merges an upstream URL into a loaded config (`--config FILE
+    /// --upstream URL`: the flag overrides the file). The exact rule:
+    ///
+    /// 1. Every database whose [`upstream_dbname`](Database::upstream_dbname)
+    ///    equals the URL's dbname gets the URL's host and port; its name,
+    ///    `dbname` and pool overrides are kept.
+    /// 2. If none matched, a database named after the URL's dbname is added
+    ///    (as in [`Config::from_upstream_url`]); if that name is already taken
+    ///    by a database pointing at another upstream dbname, this is an error.
+    /// 3. The URL's user (built as in [`Config::from_upstream_url`]) replaces
+    ///    the user of the same name entirely, or is added.
+    /// 4. Everything else (listener, limits, pool, other users and
+    ///    databases, `admin_users`) is kept, and the result is validated.
+    ///
+    /// On error `self` is left unchanged.
+    pub fn apply_upstream_url(&mut self, url: &str) -> Result<(), ConfigError> {
+        let upstream = UpstreamUrl::parse(url)?;
+        let mut next = self.clone();
+        let mut matched = false;
+        for db in &mut next.databases {
+            if db.upstream_dbname() == upstream.dbname {
+                db.host.clone_from(&upstream.host);
+                db.port = upstream.port;
+                matched = true;
+            }
+        }
+        if !matched {
+            if let Some(clash) = next.database(&upstream.dbname) {
+                return Err(ConfigError::url(format!(
+                    "database {:?} is already configured with upstream dbname {:?}",
+                    clash.name,
+                    clash.upstream_dbname()
+                )));
+            }
+            next.databases.push(upstream.database());
+        }
+        let user = upstream.user();
+        match next.users.iter_mut().find(|u| u.name == user.name) {
+            Some(existing) => *existing = user,
+            None => next.users.push(user),
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+}
+
+/// Decodes `%XX` escapes; `what` names the URL part for the error.
+fn percent_decode(text: &str, what: &str) -> Result<String, ConfigError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        match (hex(i + 1), hex(i + 2)) {
+            // Both digits are < 16, so the byte cannot overflow.
+            (Some(high), Some(low)) => out.push((high * 16 + low) as u8),
+            _ => {
+                return Err(ConfigError::url(format!(
+                    "bad percent-escape in the {what}"
+                )))
+            }
+        }
+        i += 3;
+    }
+    String::from_utf8(out)
+        .map_err(|_| ConfigError::url(format!("the {what} is not valid UTF-8 once decoded")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("p%40ss%2Fw%3Ard", "x").ok().as_deref(),
+            Some("p@ss/w:rd")
+        );
+        assert_eq!(
+            percent_decode("caf%C3%A9", "x").ok().as_deref(),
+            Some("café")
+        );
+        assert!(percent_decode("%4", "x").is_err());
+        assert!(percent_decode("%zz", "x").is_err());
+        assert!(percent_decode("%+1", "x").is_err());
+        assert!(percent_decode("%FF", "x").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! Session parameters a client expects (its startup parameters and what the
+//! server reported to it), and replaying them onto whichever server
+//! connection it is given.
+
+use std::collections::HashMap;
+
+use crate::pinning::TRACKED_PARAMETERS;
+use crate::server::ServerConn;
+
+/// Startup parameters that are not GUCs (or that the proxy owns).
+const NOT_SETTABLE: &[&str] = &["user", "database", "replication", "options"];
+
+/// One client's parameters, keyed by lower-cased name.
+#[derive(Debug, Default, Clone)]
+pub struct ClientParams {
+    wanted: HashMap<String, (String, String)>,
+}
+
+impl ClientParams {
+    /// The parameters a client asked for in its StartupMessage, including
+    /// `-c name=value` / `--name=value` switches inside `options`.
+    pub fn from_startup(params: &[(String, String)]) -> ClientParams {
+        let mut out = ClientParams::default();
+        for (k, v) in params {
+            if k == "options" {
+                for (name, value) in parse_options(v) {
+                    out.set(&name, &value);
+                }
+            } else if !NOT_SETTABLE.contains(&k.as_str()) && !k.starts_with("_pq_.") {
+                out.set(k, v);
+            }
+        }
+        out
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        self.wanted
+            .insert(name.to_ascii_lowercase(), (name.to_owned(), value.to_owned()));
+    }
+
+    /// Records a ParameterStatus the client saw.
+    pub fn observe(&mut self, name: &str, value: &str) {
+        self.set(name, value);
+    }
+
+    /// The statements that make `server` match this client, or `None` when it
+    /// already does: SET for every differing value, RESET for untracked
+    /// parameters another client set there.
+    pub fn sync_sql(&self, server: &ServerConn) -> Option<String> {
+        let mut sql = String::new();
+        for (key, (name, value)) in &self.wanted {
+            if server.params.get(key) != Some(value) {
+                sql.push_str(&format!("SET {} = {};", quote_ident(name), quote_literal(value)));
+            }
+        }
+        for key in server.params.keys() {
+            let tracked = TRACKED_PARAMETERS.contains(&key.as_str());
+            if !tracked && !self.wanted.contains_key(key) && server.proxy_set.contains(key) {
+                sql.push_str(&format!("RESET {};", quote_ident(key)));
+            }
+        }
+        (!sql.is_empty()).then_some(sql)
+    }
+
+    /// After a sync: adopt the server's spelling of reported values (so the
+    /// next comparison matches) and record untracked values the server does
+    /// not report.
+    pub fn after_sync(&mut self, server: &mut ServerConn) {
+        for (key, (_, value)) in self.wanted.iter_mut() {
+            if TRACKED_PARAMETERS.contains(&key.as_str()) {
+                if let Some(v) = server.params.get(key) {
+                    *value = v.clone();
+                }
+            } else {
+                server.params.insert(key.clone(), value.clone());
+                server.proxy_set.insert(key.clone());
+            }
+        }
+        let stale: Vec<String> = server
+            .proxy_set
+            .iter()
+            .filter(|k| !self.wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in stale {
+            server.proxy_set.remove(&k);
+            server.params.remove(&k);
+        }
+    }
+
+    /// Takes every reported parameter of `server` the client did not set
+    /// itself, so that later servers are compared against all of them.
+    pub fn adopt_reported(&mut self, server: &ServerConn) {
+        for key in TRACKED_PARAMETERS {
+            if let Some(v) = server.params.get(*key) {
+                self.wanted
+                    .entry((*key).to_owned())
+                    .or_insert_with(|| ((*key).to_owned(), v.clone()));
+            }
+        }
+    }
+}
+
+/// Splits libpq's `options` string into (name, value) pairs.
+fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(w) = words.next() {
+        let setting = if w == "-c" {
+            words.next()
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            Some(rest)
+        } else {
+            w.strip_prefix("--")
+        };
+        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
+            out.push((k.replace('-', "_"), v.to_owned()));
+        }
+    }
+    out
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

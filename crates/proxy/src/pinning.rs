@@ -1,0 +1,241 @@
+//! Which statements leave session state on a server connection.
+//!
+//! In transaction mode a client keeps a server connection only for one
+//! transaction, so anything that outlives the transaction (LISTEN, session
+//! advisory locks, temp tables, SQL-level PREPARE, `SET` of a parameter the
+//! server does not report) pins the client to its connection until it
+//! disconnects. Parameters the server reports with ParameterStatus are
+//! tracked instead and replayed on whichever connection the client gets.
+//!
+//! This is a lexical scan (comments, strings and quoted identifiers are
+//! skipped), deliberately conservative: a false "pins" costs pooling
+//! efficiency, a false "does not pin" would leak state between clients.
+
+/// What a statement string does to the session beyond its transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The client must keep this server connection.
+    pub pins: bool,
+    /// Prepared statements on the connection are gone (DISCARD/DEALLOCATE ALL).
+    pub drops_prepared: bool,
+}
+
+/// Parameters Postgres reports through ParameterStatus, which the proxy
+/// tracks per client and replays on checkout (lower case).
+pub const TRACKED_PARAMETERS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "standard_conforming_strings",
+    "default_transaction_read_only",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// An identifier or keyword, upper-cased.
+    Word(String),
+    Punct(u8),
+    /// A literal, number or quoted identifier.
+    Other,
+}
+
+/// Scans one query string (possibly several statements).
+pub fn effects(sql: &str) -> Effects {
+    let tokens = tokenize(sql.as_bytes());
+    let mut out = Effects::default();
+    for stmt in tokens.split(|t| *t == Token::Punct(b';')) {
+        statement_effects(stmt, &mut out);
+    }
+    out
+}
+
+fn word(t: Option<&Token>) -> &str {
+    match t {
+        Some(Token::Word(w)) => w,
+        _ => "",
+    }
+}
+
+fn statement_effects(stmt: &[Token], out: &mut Effects) {
+    match word(stmt.first()) {
+        "SET" => {
+            let mut i = 1;
+            if word(stmt.get(i)) == "SESSION" {
+                i += 1;
+            }
+            match word(stmt.get(i)) {
+                "LOCAL" | "TRANSACTION" => {}
+                name => {
+                    let name = name.to_ascii_lowercase();
+                    // SET TIME ZONE is the SQL spelling of SET timezone.
+                    let tracked = TRACKED_PARAMETERS.contains(&name.as_str())
+                        || (name == "time" && word(stmt.get(i + 1)) == "ZONE");
+                    if !tracked {
+                        out.pins = true;
+                    }
+                }
+            }
+        }
+        "LISTEN" | "PREPARE" | "LOAD" => out.pins = true,
+        "DECLARE" if stmt.iter().any(|t| word(Some(t)) == "HOLD") => out.pins = true,
+        "DISCARD" | "DEALLOCATE" => {
+            let all = stmt.iter().any(|t| word(Some(t)) == "ALL");
+            if all {
+                out.drops_prepared = true;
+            }
+        }
+        _ => {}
+    }
+    for (i, t) in stmt.iter().enumerate() {
+        let Token::Word(w) = t else { continue };
+        match w.as_str() {
+            "PG_ADVISORY_LOCK"
+            | "PG_ADVISORY_LOCK_SHARED"
+            | "PG_TRY_ADVISORY_LOCK"
+            | "PG_TRY_ADVISORY_LOCK_SHARED" => out.pins = true,
+            "TEMP" | "TEMPORARY" => {
+                // CREATE [GLOBAL|LOCAL] TEMP ..., SELECT ... INTO TEMP ...
+                let before = &stmt[i.saturating_sub(2)..i];
+                if before
+                    .iter()
+                    .any(|b| matches!(word(Some(b)), "CREATE" | "INTO" | "GLOBAL" | "LOCAL"))
+                {
+                    out.pins = true;
+                }
+            }
+            "SET_CONFIG" if !set_config_is_local(&stmt[i + 1..]) => out.pins = true,
+            _ => {}
+        }
+    }
+}
+
+/// `set_config(name, value, is_local)`: true only when the third argument is
+/// literally `true` (anything else may set the parameter for the session).
+fn set_config_is_local(after: &[Token]) -> bool {
+    if after.first() != Some(&Token::Punct(b'(')) {
+        return true; // not a call: a column or some other name
+    }
+    let mut depth = 0usize;
+    for (i, t) in after.iter().enumerate() {
+        match t {
+            Token::Punct(b'(') => depth += 1,
+            Token::Punct(b')') => {
+                depth -= 1;
+                if depth == 0 {
+                    return i >= 1 && word(after.get(i - 1)) == "TRUE";
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+fn tokenize(s: &[u8]) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => i += 1,
+            b'-' if s.get(i + 1) == Some(&b'-') => {
+                while i < s.len() && s[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if s.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < s.len() {
+                    if s[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if s[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'\'' => {
+                i = skip_quoted(s, i, b'\'');
+                out.push(Token::Other);
+            }
+            b'"' => {
+                i = skip_quoted(s, i, b'"');
+                out.push(Token::Other);
+            }
+            b'$' if dollar_tag(s, i).is_some() => {
+                let tag_len = dollar_tag(s, i).unwrap_or(1);
+                let tag = &s[i..i + tag_len];
+                let body = i + tag_len;
+                i = match s[body..].windows(tag_len).position(|w| w == tag) {
+                    Some(p) => body + p + tag_len,
+                    None => s.len(),
+                };
+                out.push(Token::Other);
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let start = i;
+                while i < s.len()
+                    && (s[i].is_ascii_alphanumeric() || s[i] == b'_' || s[i] == b'$' || s[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                let w = String::from_utf8_lossy(&s[start..i]).to_ascii_uppercase();
+                // E'...' and similar prefixed literals.
+                if i < s.len() && s[i] == b'\'' && matches!(w.as_str(), "E" | "B" | "X" | "U&" | "N") {
+                    i = skip_quoted(s, i, b'\'');
+                    out.push(Token::Other);
+                } else {
+                    out.push(Token::Word(w));
+                }
+            }
+            c if c.is_ascii_digit() => {
+                while i < s.len() && (s[i].is_ascii_alphanumeric() || s[i] == b'.') {
+                    i += 1;
+                }
+                out.push(Token::Other);
+            }
+            _ => {
+                out.push(Token::Punct(c));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Skips a quoted run starting at `i` (doubled quotes escape; backslashes
+/// too, which over-skips only in rare standard_conforming_strings=off text).
+fn skip_quoted(s: &[u8], mut i: usize, q: u8) -> usize {
+    i += 1;
+    while i < s.len() {
+        if s[i] == q {
+            if s.get(i + 1) == Some(&q) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    s.len()
+}
+
+/// Length of a `$tag$` opener at `i`, if there is one.
+fn dollar_tag(s: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    while j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == b'_') {
+        if j == i + 1 && s[j].is_ascii_digit() {
+            return None; // $1 is a parameter
+        }
+        j += 1;
+    }
+    (s.get(j) == Some(&b'$')).then_some(j + 1 - i)
+}

@@ -1,0 +1,325 @@
+//! One connection from the proxy to a Postgres server: connect, log in, read
+//! and write frames, and remember what lives on it (reported parameters,
+//! prepared statements, transaction status).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wire::build;
+use wire::inspect::{self, AuthRequest, TxStatus};
+use wire::{decode_frame, Frame, SqlState};
+
+use crate::auth::md5_password;
+use crate::error::ClientError;
+
+/// Upper bound on one message from a server (Postgres's own limit is 1 GiB).
+const MAX_SERVER_MESSAGE: usize = 1 << 30;
+
+/// Where and as whom the proxy logs in.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+    pub password: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+/// A logged-in server connection.
+pub struct ServerConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    /// The server's address, for cancel requests.
+    pub addr: SocketAddr,
+    /// The server's BackendKeyData.
+    pub backend_key: (i32, i32),
+    /// Current values of parameters on this connection: those the server
+    /// reports (ParameterStatus) and those the proxy set itself.
+    pub params: HashMap<String, String>,
+    /// Names of the shared prepared statements that exist on this connection.
+    pub prepared: HashSet<Arc<[u8]>>,
+    /// Parameters the proxy set itself that the server does not report.
+    pub proxy_set: HashSet<String>,
+    /// Status from the last ReadyForQuery.
+    pub status: TxStatus,
+    /// Holds session state a client left behind (LISTEN, temp tables, ...)
+    /// and must be reset before another client may use it.
+    pub dirty: bool,
+    /// Replies still owed (a broken exchange makes the connection unusable).
+    pub in_flight: bool,
+    pub created: Instant,
+    pub last_used: Instant,
+}
+
+impl ServerConn {
+    /// Connects and logs in, returning once the server sent ReadyForQuery.
+    pub async fn connect(target: &ServerTarget) -> Result<ServerConn, ClientError> {
+        let fut = Self::connect_inner(target);
+        match tokio::time::timeout(target.connect_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::fatal(
+                SqlState::CONNECTION_UNABLE,
+                "could not connect to the database server: timed out",
+            )
+            .with_detail(format!("{}:{}", target.host, target.port))),
+        }
+    }
+
+    async fn connect_inner(target: &ServerTarget) -> Result<ServerConn, ClientError> {
+        let unreachable = |e: std::io::Error| {
+            ClientError::fatal(
+                SqlState::CONNECTION_UNABLE,
+                "could not connect to the database server",
+            )
+            .with_detail(format!("{}:{}: {e}", target.host, target.port))
+        };
+        let stream = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(unreachable)?;
+        stream.set_nodelay(true).map_err(unreachable)?;
+        let addr = stream.peer_addr().map_err(unreachable)?;
+        let mut conn = ServerConn {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            addr,
+            backend_key: (0, 0),
+            params: HashMap::new(),
+            prepared: HashSet::new(),
+            proxy_set: HashSet::new(),
+            status: TxStatus::Idle,
+            dirty: false,
+            in_flight: false,
+            created: Instant::now(),
+            last_used: Instant::now(),
+        };
+        let startup = build::startup_message(&[
+            ("user", &target.user),
+            ("database", &target.dbname),
+        ]);
+        conn.stream
+            .write_all(&startup)
+            .await
+            .map_err(unreachable)?;
+        conn.login(target).await?;
+        Ok(conn)
+    }
+
+    async fn login(&mut self, target: &ServerTarget) -> Result<(), ClientError> {
+        let mut scram = None;
+        let mut scram_final = None;
+        loop {
+            let frame = self.read_frame().await.map_err(lost)?;
+            match frame.tag() {
+                b'R' => {
+                    let req = inspect::auth_request(frame.body())
+                        .ok_or_else(|| malformed("authentication request"))?;
+                    let reply = match req {
+                        AuthRequest::Ok => None,
+                        AuthRequest::CleartextPassword => {
+                            Some(build::password_message(need_password(target)?.as_bytes()))
+                        }
+                        AuthRequest::Md5Password { salt } => {
+                            let pw = need_password(target)?;
+                            let hash = md5_password(&target.user, pw, salt);
+                            Some(build::password_message(hash.as_bytes()))
+                        }
+                        AuthRequest::Sasl(mechs) => {
+                            if !mechs.contains(&"SCRAM-SHA-256") {
+                                return Err(unsupported_auth());
+                            }
+                            let pw = need_password(target)?;
+                            let client = pgwire::api::auth::sasl::scram::ScramClientAuth::new(
+                                target.user.clone(),
+                                pw.to_owned(),
+                            );
+                            let (first, next) = client.build_client_first().map_err(scram_err)?;
+                            scram = Some(next);
+                            Some(build::sasl_initial_response(
+                                "SCRAM-SHA-256",
+                                first.as_bytes(),
+                            ))
+                        }
+                        AuthRequest::SaslContinue(data) => {
+                            let state = scram.take().ok_or_else(|| malformed("SASL order"))?;
+                            let (fin, next) = state.build_client_final(data).map_err(scram_err)?;
+                            scram_final = Some(next);
+                            Some(build::sasl_response(fin.as_bytes()))
+                        }
+                        AuthRequest::SaslFinal(data) => {
+                            let state = scram_final.take().ok_or_else(|| malformed("SASL order"))?;
+                            state.verify_server_final(data).map_err(scram_err)?;
+                            None
+                        }
+                        AuthRequest::Other(_) => return Err(unsupported_auth()),
+                    };
+                    if let Some(reply) = reply {
+                        self.write(reply.raw()).await.map_err(lost)?;
+                    }
+                }
+                b'S' => self.note_parameter(&frame),
+                b'K' => {
+                    self.backend_key = inspect::backend_key_data(frame.body())
+                        .ok_or_else(|| malformed("BackendKeyData"))?;
+                }
+                b'Z' => {
+                    self.status = inspect::ready_for_query(frame.body())
+                        .ok_or_else(|| malformed("ReadyForQuery"))?;
+                    return Ok(());
+                }
+                b'E' => return Err(upstream_error(&frame, true)),
+                b'N' | b'v' => {}
+                other => {
+                    return Err(malformed("login").with_detail(format!("unexpected {:?}", other as char)))
+                }
+            }
+        }
+    }
+
+    /// Records a ParameterStatus the server sent.
+    pub fn note_parameter(&mut self, frame: &Frame) {
+        if let Some((k, v)) = inspect::parameter_status(frame.body()) {
+            self.params.insert(k.to_ascii_lowercase(), v.to_owned());
+        }
+    }
+
+    /// Reads one frame, waiting for it.
+    pub async fn read_frame(&mut self) -> std::io::Result<Frame> {
+        loop {
+            if let Some(f) = self.try_frame()? {
+                return Ok(f);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Splits a complete frame off the read buffer, if there is one.
+    pub fn try_frame(&mut self) -> std::io::Result<Option<Frame>> {
+        decode_frame(&mut self.rbuf, MAX_SERVER_MESSAGE)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Reads more bytes from the socket; cancel-safe, so it may sit in a
+    /// `select!`. End of stream is an error.
+    pub async fn fill(&mut self) -> std::io::Result<()> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(16 * 1024);
+        }
+        let n = self.stream.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes bytes and flushes them.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Runs one simple query whose replies the proxy consumes itself, and
+    /// returns the first error the server reported, if any.
+    pub async fn run_internal(&mut self, sql: &str) -> std::io::Result<Option<String>> {
+        self.write(build::query(sql).raw()).await?;
+        let mut error = None;
+        loop {
+            let frame = self.read_frame().await?;
+            match frame.tag() {
+                b'S' => self.note_parameter(&frame),
+                b'E' if error.is_none() => {
+                    error = inspect::error_fields(frame.body()).map(|f| f.message);
+                }
+                b'Z' => {
+                    self.status =
+                        inspect::ready_for_query(frame.body()).unwrap_or(TxStatus::Failed);
+                    return Ok(error);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Says goodbye; errors are irrelevant on a connection being discarded.
+    pub async fn terminate(mut self) {
+        let _ = self.write(build::terminate().raw()).await;
+    }
+}
+
+fn need_password(target: &ServerTarget) -> Result<&str, ClientError> {
+    target.password.as_deref().ok_or_else(|| {
+        ClientError::fatal(
+            SqlState::INVALID_PASSWORD,
+            "the database server asked for a password and the proxy has none configured for this user",
+        )
+    })
+}
+
+fn unsupported_auth() -> ClientError {
+    ClientError::fatal(
+        SqlState::FEATURE_NOT_SUPPORTED,
+        "the database server asked for an authentication method the proxy does not support",
+    )
+}
+
+fn scram_err(e: impl std::fmt::Display) -> ClientError {
+    ClientError::fatal(
+        SqlState::INVALID_PASSWORD,
+        "SCRAM authentication with the database server failed",
+    )
+    .with_detail(e)
+}
+
+fn malformed(what: &str) -> ClientError {
+    ClientError::fatal(
+        SqlState::PROTOCOL_VIOLATION,
+        format!("malformed {what} from the database server"),
+    )
+}
+
+/// The connection to the server broke.
+pub fn lost(e: std::io::Error) -> ClientError {
+    ClientError::fatal(
+        SqlState::CONNECTION_FAILURE,
+        "lost connection to the database server",
+    )
+    .with_detail(e)
+}
+
+/// Converts a server's ErrorResponse into an error for the client, keeping
+/// the server's SQLSTATE and message (they concern this client's login).
+pub fn upstream_error(frame: &Frame, fatal: bool) -> ClientError {
+    let fields = inspect::error_fields(frame.body()).unwrap_or_default();
+    let code = sqlstate_from(&fields.code);
+    let msg = if fields.message.is_empty() {
+        "the database server refused the connection".to_owned()
+    } else {
+        fields.message
+    };
+    if fatal {
+        ClientError::fatal(code, msg)
+    } else {
+        ClientError::error(code, msg)
+    }
+}
+
+/// Maps a server's code string onto the codes the proxy knows; others become
+/// 08006 (the client sees the server's message either way).
+fn sqlstate_from(code: &str) -> SqlState {
+    match code {
+        "28P01" => SqlState::INVALID_PASSWORD,
+        "28000" => SqlState::INVALID_AUTHORIZATION,
+        "3D000" => SqlState::INVALID_CATALOG_NAME,
+        "53300" => SqlState::TOO_MANY_CONNECTIONS,
+        "57P01" => SqlState::ADMIN_SHUTDOWN,
+        "08001" => SqlState::CONNECTION_UNABLE,
+        _ => SqlState::CONNECTION_FAILURE,
+    }
+}

@@ -1,0 +1,246 @@
+//! One client connection from its first byte to its last: the startup
+//! packet, authentication, the login handshake, then the relay loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wire::build;
+use wire::inspect::TxStatus;
+use wire::startup::{decode_startup, StartupError};
+use wire::{decode_frame, Frame, SqlState, StartupPacket};
+
+use crate::auth::{AuthStep, ClientAuth};
+use crate::error::ClientError;
+use crate::params::ClientParams;
+use crate::relay::Relay;
+use crate::state::Shared;
+
+/// How long a client may take from connecting to being authenticated.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The client's socket with its read buffer.
+pub struct ClientIo {
+    pub stream: TcpStream,
+    pub rbuf: BytesMut,
+    pub max_message: usize,
+}
+
+impl ClientIo {
+    /// Reads more bytes; `Ok(false)` at end of stream. Cancel-safe.
+    pub async fn fill(&mut self) -> std::io::Result<bool> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(16 * 1024);
+        }
+        Ok(self.stream.read_buf(&mut self.rbuf).await? > 0)
+    }
+
+    /// Reads one typed frame; a malformed or oversized one is a protocol
+    /// violation.
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, ClientError> {
+        loop {
+            if let Some(f) = self.try_frame()? {
+                return Ok(Some(f));
+            }
+            if !self.fill().await.map_err(|_| gone())? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Splits a complete frame off the buffer, if there is one.
+    pub fn try_frame(&mut self) -> Result<Option<Frame>, ClientError> {
+        decode_frame(&mut self.rbuf, self.max_message)
+            .map_err(|e| ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string()))
+    }
+
+    /// Writes and flushes.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes).await.map_err(|_| gone())
+    }
+}
+
+/// The client went away; nothing to tell it.
+fn gone() -> ClientError {
+    ClientError::fatal(SqlState::CONNECTION_FAILURE, "client connection closed")
+}
+
+/// Serves one client until it disconnects or the proxy shuts down.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let mut io = ClientIo {
+        stream,
+        rbuf: BytesMut::with_capacity(8 * 1024),
+        max_message: shared.config.max_message_size,
+    };
+    let login = tokio::time::timeout(LOGIN_TIMEOUT, login(&shared, &mut io)).await;
+    let relay = match login {
+        Ok(Ok(Some(relay))) => relay,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(?peer, error = %e, "client login failed");
+            let _ = io.send(e.to_frame().raw()).await;
+            return;
+        }
+        Err(_) => {
+            let e = ClientError::fatal(SqlState::PROTOCOL_VIOLATION, "login timed out");
+            let _ = io.send(e.to_frame().raw()).await;
+            return;
+        }
+    };
+    if let Err(e) = relay.run(io).await {
+        tracing::debug!(?peer, error = %e, "client session ended");
+    }
+}
+
+/// Startup packet, authentication and the login handshake. `Ok(None)` means
+/// the connection was a cancel request or closed early.
+async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>, ClientError> {
+    let (major_minor, params) = loop {
+        let packet = match decode_startup(&mut io.rbuf) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                if !io.fill().await.map_err(|_| gone())? {
+                    return Ok(None);
+                }
+                continue;
+            }
+            Err(e) => return Err(startup_error(e)),
+        };
+        match packet {
+            // No TLS or GSSAPI encryption yet: answer 'N', the client goes
+            // on in plain text (or gives up if it requires encryption).
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => io.send(b"N").await?,
+            StartupPacket::Cancel { pid, secret } => {
+                shared.cancels.cancel(pid, secret).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup {
+                major,
+                minor,
+                params,
+            } => break ((major, minor), params),
+        }
+    };
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let user = get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            ClientError::fatal(
+                SqlState::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?
+        .to_owned();
+    let database = get("database").filter(|d| !d.is_empty()).unwrap_or(&user).to_owned();
+    if get("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
+        return Err(ClientError::fatal(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            "replication connections are not supported by pgcoalesce",
+        ));
+    }
+    if shared.config.database(&database).is_none() {
+        return Err(ClientError::fatal(
+            SqlState::INVALID_CATALOG_NAME,
+            format!("database \"{database}\" does not exist"),
+        ));
+    }
+    let Some(cred) = shared.credentials.get(&user) else {
+        return Err(ClientError::fatal(
+            SqlState::INVALID_AUTHORIZATION,
+            format!("role \"{user}\" does not exist"),
+        ));
+    };
+    if major_minor.1 > 0 {
+        let unknown: Vec<&str> = params
+            .iter()
+            .filter(|(k, _)| k.starts_with("_pq_."))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        io.send(build::negotiate_protocol_version(0, &unknown).raw())
+            .await?;
+    }
+
+    let (mut exchange, first) = ClientAuth::start(&user, cred);
+    if let Some(first) = first {
+        io.send(first.raw()).await?;
+        loop {
+            let Some(frame) = io.read_frame().await? else {
+                return Ok(None);
+            };
+            if frame.tag() != b'p' {
+                return Err(ClientError::fatal(
+                    SqlState::PROTOCOL_VIOLATION,
+                    format!("expected a password message, got {:?}", frame.tag() as char),
+                ));
+            }
+            match exchange.step(frame.body())? {
+                AuthStep::Continue(reply) => io.send(reply.raw()).await?,
+                AuthStep::Done(finals) => {
+                    let mut out = BytesMut::new();
+                    for f in finals {
+                        out.extend_from_slice(f.raw());
+                    }
+                    io.send(&out).await?;
+                    break;
+                }
+            }
+        }
+    }
+
+    let pool = shared.pool(&database, &user).ok_or_else(|| {
+        ClientError::fatal(SqlState::INVALID_CATALOG_NAME, "database is not configured")
+    })?;
+    // Check out a server now: it proves the upstream accepts this login and
+    // tells the client the server's parameters, as Postgres would.
+    let mut lease = pool.acquire().await.map_err(|mut e| {
+        e.severity = build::Severity::Fatal;
+        e
+    })?;
+    let mut client_params = ClientParams::from_startup(&params);
+    if let Some(sql) = client_params.sync_sql(&lease) {
+        let err = lease.run_internal(&sql).await.map_err(crate::server::lost)?;
+        if let Some(msg) = err {
+            return Err(ClientError::fatal(SqlState::INVALID_AUTHORIZATION, msg));
+        }
+        client_params.after_sync(&mut lease);
+    }
+    client_params.adopt_reported(&lease);
+    let cancel = shared.cancels.register();
+    let mut out = BytesMut::new();
+    out.extend_from_slice(build::auth_ok().raw());
+    let mut reported: Vec<(&String, &String)> = lease.params.iter().collect();
+    reported.sort();
+    for (k, v) in reported {
+        if lease.proxy_set.contains(k) {
+            continue;
+        }
+        let name = canonical_name(k);
+        out.extend_from_slice(build::parameter_status(name, v).raw());
+    }
+    out.extend_from_slice(build::backend_key_data(cancel.pid, cancel.secret).raw());
+    out.extend_from_slice(build::ready_for_query(TxStatus::Idle).raw());
+    io.send(&out).await?;
+    Ok(Some(Relay::new(pool, lease, client_params, cancel)))
+}
+
+/// Postgres's spelling of the reported parameters whose names have capitals.
+fn canonical_name(lower: &str) -> &str {
+    match lower {
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        "timezone" => "TimeZone",
+        other => other,
+    }
+}
+
+fn startup_error(e: StartupError) -> ClientError {
+    let code = match e {
+        StartupError::UnsupportedProtocol(_) => SqlState::FEATURE_NOT_SUPPORTED,
+        _ => SqlState::PROTOCOL_VIOLATION,
+    };
+    ClientError::fatal(code, e.to_string())
+}
