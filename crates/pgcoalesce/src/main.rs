@@ -1,1 +1,151 @@
-fn main() {}
+//! The `pgcoalesce` binary: command line, logging, signals, and `dev` mode.
+
+mod dev;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use config::{Config, LogFormat, PoolMode};
+
+/// A PostgreSQL wire-protocol proxy: pooling, read splitting and upsert coalescing.
+#[derive(Parser, Debug)]
+#[command(name = "pgcoalesce", version)]
+struct Cli {
+    /// YAML config file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Upstream primary, postgres://user[:password]@host[:port]/db. Clients
+    /// log in as its user and database. Overrides the file's database of
+    /// that name when both are given.
+    #[arg(long, global = true)]
+    upstream: Option<String>,
+    /// Streaming replica of the upstream (repeatable). Read splitting is not
+    /// built yet: accepted and ignored with a warning.
+    #[arg(long, global = true)]
+    replica: Vec<String>,
+    /// Listen address (overrides the file).
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Pool mode (overrides the file).
+    #[arg(long, global = true, value_enum)]
+    pool_mode: Option<Mode>,
+    /// Log format (overrides the file).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<Format>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a throwaway primary and replica with the reference schema and
+    /// run the proxy in front of them; Ctrl-C stops and removes everything.
+    Dev,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Session,
+    Transaction,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Dev) => dev::run(&cli).await,
+            None => {
+                let config = build_config(&cli, None)?;
+                init_logging(config.log_format);
+                warn_replicas(&cli);
+                serve(config).await
+            }
+        }
+    })
+}
+
+/// The config from the file (if any), with the command line applied on top.
+/// `upstream` stands in for `--upstream` (dev mode supplies its own).
+fn build_config(cli: &Cli, upstream: Option<&str>) -> Result<Config> {
+    let upstream = upstream.or(cli.upstream.as_deref());
+    let mut config = match (&cli.config, upstream) {
+        (Some(path), Some(url)) => {
+            let mut c = config::load(path).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            c.apply_upstream_url(url)?;
+            c
+        }
+        (Some(path), None) => config::load(path).map_err(|e| anyhow::anyhow!("{e:#}"))?,
+        (None, Some(url)) => Config::from_upstream_url(url)?,
+        (None, None) => anyhow::bail!("give --config FILE or --upstream URL (or run `pgcoalesce dev`)"),
+    };
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(mode) = cli.pool_mode {
+        config.pool.mode = match mode {
+            Mode::Session => PoolMode::Session,
+            Mode::Transaction => PoolMode::Transaction,
+        };
+        for db in &mut config.databases {
+            db.pool_mode = None;
+        }
+    }
+    if let Some(f) = cli.log_format {
+        config.log_format = match f {
+            Format::Text => LogFormat::Text,
+            Format::Json => LogFormat::Json,
+        };
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Runs the proxy until SIGINT or SIGTERM.
+async fn serve(config: Config) -> Result<()> {
+    let proxy = proxy::Proxy::start(config).await?;
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+fn warn_replicas(cli: &Cli) {
+    if !cli.replica.is_empty() {
+        tracing::warn!(
+            replicas = cli.replica.len(),
+            "read splitting is not built yet: --replica is ignored, every query goes to the primary"
+        );
+    }
+}

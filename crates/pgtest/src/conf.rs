@@ -1,0 +1,215 @@
+//! Cluster options and the configuration files derived from them.
+//!
+//! Owns the text of everything pgtest writes into a data directory:
+//! the block appended to `postgresql.conf`, the per-instance
+//! `pgtest_instance.conf` (port and socket dir, rewritten for replicas and on
+//! port retries), and `pg_hba.conf`. Also owns SQL quoting helpers.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Name of the per-instance include file inside the data directory.
+pub(crate) const INSTANCE_CONF: &str = "pgtest_instance.conf";
+
+/// Authentication method required for TCP connections (`host` lines for
+/// 127.0.0.1/32 and ::1/128, normal and replication). Connections over the
+/// cluster's own unix socket are always `trust`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HbaAuth {
+    /// No password needed.
+    #[default]
+    Trust,
+    /// SCRAM-SHA-256 password authentication.
+    ScramSha256,
+    /// MD5 password authentication; the cluster also defaults
+    /// `password_encryption = md5` so roles created afterwards get MD5
+    /// verifiers and clients really see the MD5 exchange.
+    Md5,
+}
+
+impl HbaAuth {
+    /// The method keyword in `pg_hba.conf`.
+    pub fn hba_method(self) -> &'static str {
+        match self {
+            HbaAuth::Trust => "trust",
+            HbaAuth::ScramSha256 => "scram-sha-256",
+            HbaAuth::Md5 => "md5",
+        }
+    }
+}
+
+/// How to build a throwaway cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Authentication method for TCP connections. Default [`HbaAuth::Trust`].
+    pub auth: HbaAuth,
+    /// Extra `postgresql.conf` settings, appended after pgtest's defaults so
+    /// they win (e.g. `("fsync", "on")` or `("max_connections", "400")`).
+    /// Values are written as quoted strings.
+    pub settings: Vec<(String, String)>,
+    /// Password given to the bootstrap superuser `postgres`. Default `Some("postgres")`.
+    pub superuser_password: Option<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            auth: HbaAuth::Trust,
+            settings: Vec::new(),
+            superuser_password: Some("postgres".to_owned()),
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// Options with the given TCP authentication method, other fields default.
+    pub fn with_auth(auth: HbaAuth) -> Self {
+        ClusterOptions {
+            auth,
+            ..ClusterOptions::default()
+        }
+    }
+
+    /// Adds one `postgresql.conf` setting (builder style).
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// Rejects anything that is not a plain (possibly dotted) GUC name.
+pub(crate) fn check_setting_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && !name.starts_with('.')
+        && !name.ends_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "not a configuration parameter name: {name:?}"
+        )))
+    }
+}
+
+/// Quotes a value for `postgresql.conf` (single quotes, embedded ones doubled).
+fn conf_value(value: &str) -> Result<String> {
+    if value.contains('\n') || value.contains('\r') {
+        return Err(Error::InvalidArgument(format!(
+            "configuration value contains a line break: {value:?}"
+        )));
+    }
+    Ok(format!(
+        "'{}'",
+        value.replace('\\', "\\\\").replace('\'', "''")
+    ))
+}
+
+/// The block appended to the `postgresql.conf` written by initdb.
+pub(crate) fn main_conf_block(opts: &ClusterOptions) -> Result<String> {
+    let mut out = String::from("\n# ---- added by pgtest ----\n");
+    let mut defaults: Vec<(&str, &str)> = vec![
+        ("listen_addresses", "127.0.0.1"),
+        ("wal_level", "replica"),
+        ("max_wal_senders", "10"),
+        ("hot_standby", "on"),
+        ("fsync", "off"),
+        ("shared_buffers", "128MB"),
+        ("max_connections", "200"),
+        ("logging_collector", "off"),
+        ("log_line_prefix", "%m [%p] %q%u@%d "),
+    ];
+    if opts.auth == HbaAuth::Md5 {
+        defaults.push(("password_encryption", "md5"));
+    }
+    for (name, value) in defaults {
+        out.push_str(&format!("{name} = {}\n", conf_value(value)?));
+    }
+    out.push_str("# ---- ClusterOptions::settings ----\n");
+    for (name, value) in &opts.settings {
+        check_setting_name(name)?;
+        out.push_str(&format!("{name} = {}\n", conf_value(value)?));
+    }
+    // Instance-specific values come last so a copied data dir (replica) only
+    // needs this one file rewritten.
+    out.push_str(&format!("include_if_exists = '{INSTANCE_CONF}'\n"));
+    Ok(out)
+}
+
+/// Contents of [`INSTANCE_CONF`]: what differs between a primary and its replicas.
+pub(crate) fn instance_conf(port: u16, socket_dir: &Path) -> Result<String> {
+    let dir = socket_dir.to_str().ok_or_else(|| {
+        Error::InvalidArgument(format!("socket dir is not UTF-8: {}", socket_dir.display()))
+    })?;
+    Ok(format!(
+        "# written by pgtest for this instance\nport = {port}\nunix_socket_directories = {}\n",
+        conf_value(dir)?
+    ))
+}
+
+/// Full `pg_hba.conf`: local socket trusted, TCP (normal and replication)
+/// from loopback with `auth`.
+pub(crate) fn hba_conf(auth: HbaAuth) -> String {
+    let m = auth.hba_method();
+    format!(
+        "# written by pgtest\n\
+         local   all          all                 trust\n\
+         local   replication  all                 trust\n\
+         host    all          all   127.0.0.1/32  {m}\n\
+         host    all          all   ::1/128       {m}\n\
+         host    replication  all   127.0.0.1/32  {m}\n\
+         host    replication  all   ::1/128       {m}\n"
+    )
+}
+
+/// Quotes an SQL identifier (`"..."`, embedded quotes doubled).
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal (`'...'`, embedded quotes doubled; assumes
+/// `standard_conforming_strings = on`, the server default).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(conf_value("a'b").unwrap(), "'a''b'");
+        assert!(conf_value("a\nb").is_err());
+    }
+
+    #[test]
+    fn setting_names() {
+        assert!(check_setting_name("max_connections").is_ok());
+        assert!(check_setting_name("app.current_agent_id").is_ok());
+        assert!(check_setting_name("x; drop").is_err());
+        assert!(check_setting_name("").is_err());
+    }
+
+    #[test]
+    fn user_settings_come_after_defaults() {
+        let opts = ClusterOptions::default().setting("fsync", "on");
+        let text = main_conf_block(&opts).unwrap();
+        let default_pos = text.find("fsync = 'off'").unwrap();
+        let user_pos = text.find("fsync = 'on'").unwrap();
+        assert!(user_pos > default_pos);
+        assert!(text.trim_end().ends_with(&format!("'{INSTANCE_CONF}'")));
+    }
+
+    #[test]
+    fn md5_sets_password_encryption() {
+        let text = main_conf_block(&ClusterOptions::with_auth(HbaAuth::Md5)).unwrap();
+        assert!(text.contains("password_encryption = 'md5'"));
+        assert!(hba_conf(HbaAuth::Md5).contains("127.0.0.1/32  md5"));
+    }
+}
