@@ -1,0 +1,170 @@
+//! Shared harness for the proxy's end-to-end tests: a real Postgres started
+//! for the test, and a proxy in front of it on a free port.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use config::{AuthMethod, Config, Database, PoolMode, User};
+use pgtest::{Cluster, ClusterOptions, HbaAuth};
+use proxy::Proxy;
+
+/// The database every test uses on its own cluster.
+pub const DB: &str = "app";
+/// The login role the proxy uses upstream (password-authenticated).
+pub const USER: &str = "app";
+pub const PASSWORD: &str = "app-secret";
+
+/// A Postgres cluster and a proxy in front of it.
+pub struct Env {
+    pub pg: Cluster,
+    pub proxy: Proxy,
+}
+
+/// How to set a test's proxy up.
+pub struct Setup {
+    pub mode: PoolMode,
+    pub pool_size: usize,
+    pub client_auth: AuthMethod,
+    pub upstream_auth: HbaAuth,
+    pub migrations: bool,
+    pub query_wait_timeout: Duration,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            mode: PoolMode::Transaction,
+            pool_size: 4,
+            client_auth: AuthMethod::ScramSha256,
+            upstream_auth: HbaAuth::ScramSha256,
+            migrations: false,
+            query_wait_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Env {
+    /// Starts a cluster (role `app` with a password, database `app`) and a
+    /// proxy in front of it.
+    pub async fn start(setup: Setup) -> Env {
+        let (pg, _) = tokio::task::spawn_blocking(move || {
+            let pg = Cluster::start(&ClusterOptions::with_auth(setup.upstream_auth))
+                .expect("start postgres");
+            pg.create_role(USER, Some(PASSWORD), false)
+                .expect("create role");
+            pg.create_database(DB).expect("create database");
+            pg.psql(
+                DB,
+                &format!(
+                    "ALTER DATABASE {DB} OWNER TO {USER}; GRANT ALL ON SCHEMA public TO {USER};"
+                ),
+            )
+            .expect("grant");
+            if setup.migrations {
+                pg.apply_migrations(DB, &pgtest::migrations_dir())
+                    .expect("migrations");
+            }
+            (pg, ())
+        })
+        .await
+        .expect("setup thread");
+        let proxy = Proxy::start(proxy_config(&pg, &setup))
+            .await
+            .expect("start proxy");
+        Env { pg, proxy }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.addr()
+    }
+
+    /// A libpq-style URL through the proxy.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{DB}",
+            self.addr().port()
+        )
+    }
+
+    /// A libpq-style URL straight to Postgres.
+    pub fn direct_url(&self) -> String {
+        self.pg.url(USER, Some(PASSWORD), DB)
+    }
+
+    /// A tokio-postgres client through the proxy.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url()).await
+    }
+
+    /// A tokio-postgres client straight to Postgres.
+    pub async fn direct(&self) -> tokio_postgres::Client {
+        connect(&self.direct_url()).await
+    }
+}
+
+/// The proxy config for one test: listen on a free port, one database, one user.
+pub fn proxy_config(pg: &Cluster, setup: &Setup) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..Config::default()
+    };
+    config.pool.mode = setup.mode;
+    config.pool.size = setup.pool_size;
+    config.pool.query_wait_timeout = setup.query_wait_timeout;
+    config.users.push(User {
+        name: USER.into(),
+        auth: setup.client_auth,
+        password: Some(PASSWORD.into()),
+        scram_verifier: None,
+        server_password: None,
+    });
+    config
+        .databases
+        .push(Database::new(DB, pg.host(), pg.port()));
+    config.validate().expect("valid test config");
+    config
+}
+
+/// Connects with tokio-postgres and drives the connection in the background.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    try_connect(url).await.expect("connect")
+}
+
+pub async fn try_connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Runs a command line tool (psql, pgbench) and returns (success, stdout, stderr).
+pub fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
