@@ -106,6 +106,9 @@ impl Pool {
         let lifetime = self.inner.config.server_lifetime;
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop() {
+            if !c.looks_alive() {
+                continue; // closed by the server (restart, terminate): drop it
+            }
             if c.created.elapsed() < lifetime {
                 return Some(c);
             }

@@ -181,6 +181,15 @@ impl ServerConn {
         }
     }
 
+    /// Whether the connection still looks usable: nothing unread and no end
+    /// of stream or stray message (a FATAL from a restarting server) waiting
+    /// on the socket. One non-blocking read; used before reuse.
+    pub fn looks_alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        self.rbuf.is_empty()
+            && matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
     /// Records a ParameterStatus the server sent.
     pub fn note_parameter(&mut self, frame: &Frame) {
         if let Some((k, v)) = inspect::parameter_status(frame.body()) {
