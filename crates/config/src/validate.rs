@@ -33,6 +33,9 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.workers > 256 {
+            return Err(ConfigError::invalid("workers", "must be at most 256"));
+        }
         if !(MIN_MESSAGE_SIZE_LIMIT..=MAX_MESSAGE_SIZE_LIMIT).contains(&self.max_message_size) {
             return Err(ConfigError::invalid(
                 "max_message_size",

@@ -107,6 +107,7 @@ listen: 0.0.0.0:7000
 max_client_conn: 50
 max_message_size: 65536
 log_format: json
+workers: 3
 admin_users: [ops]
 pool:
   mode: session
@@ -142,6 +143,7 @@ databases:
         max_client_conn: 50,
         max_message_size: 65536,
         log_format: LogFormat::Json,
+        workers: 3,
         admin_users: vec!["ops".into()],
         pool: PoolSettings {
             mode: PoolMode::Session,
@@ -564,4 +566,17 @@ fn reference_config_loads() {
         ..Config::default()
     };
     assert_eq!(config, defaults);
+}
+
+#[test]
+fn workers_default_to_half_the_cores_and_are_bounded() {
+    let mut config = Config::from_upstream_url("postgres://app@127.0.0.1/app").unwrap();
+    assert_eq!(config.workers, 0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(config.worker_threads(), (cores / 2).max(1));
+    config.workers = 3;
+    assert_eq!(config.worker_threads(), 3);
+    config.workers = 1000;
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("workers"), "{err}");
 }

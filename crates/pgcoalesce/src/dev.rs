@@ -10,7 +10,10 @@ const DATABASE: &str = "pgcoalesce";
 
 pub async fn run(cli: &Cli) -> Result<()> {
     init_logging(config::LogFormat::Text);
-    eprintln!("starting a throwaway primary and replica (PostgreSQL from {})", pgtest::bin_dir().display());
+    eprintln!(
+        "starting a throwaway primary and replica (PostgreSQL from {})",
+        pgtest::bin_dir().display()
+    );
     let (primary, replica) = tokio::task::spawn_blocking(|| -> Result<(Cluster, Cluster)> {
         let primary = Cluster::start(&ClusterOptions::default()).context("starting the primary")?;
         primary.create_database(DATABASE)?;

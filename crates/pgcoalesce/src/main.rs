@@ -59,15 +59,23 @@ enum Format {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let config = match cli.command {
+        Some(Command::Dev) => None,
+        None => Some(build_config(&cli, None)?),
+    };
+    let workers = config.as_ref().map_or_else(
+        || Config::default().worker_threads(),
+        |c| c.worker_threads(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        match cli.command {
-            Some(Command::Dev) => dev::run(&cli).await,
-            None => {
-                let config = build_config(&cli, None)?;
+        match config {
+            None => dev::run(&cli).await,
+            Some(config) => {
                 init_logging(config.log_format);
                 warn_replicas(&cli);
                 serve(config).await
@@ -88,7 +96,9 @@ fn build_config(cli: &Cli, upstream: Option<&str>) -> Result<Config> {
         }
         (Some(path), None) => config::load(path).map_err(|e| anyhow::anyhow!("{e:#}"))?,
         (None, Some(url)) => Config::from_upstream_url(url)?,
-        (None, None) => anyhow::bail!("give --config FILE or --upstream URL (or run `pgcoalesce dev`)"),
+        (None, None) => {
+            anyhow::bail!("give --config FILE or --upstream URL (or run `pgcoalesce dev`)")
+        }
     };
     if let Some(listen) = cli.listen {
         config.listen = listen;

@@ -7,8 +7,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use config::{AuthMethod, User};
 use md5::{Digest, Md5};
-use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret, ScramServerAuth};
 use pgwire::api::auth::sasl::scram::ScramServerAuthWaitingForClientFinal;
+use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret, ScramServerAuth};
 use wire::build;
 use wire::inspect;
 use wire::{Frame, SqlState};
@@ -20,7 +20,9 @@ const SCRAM_ITERATIONS: usize = 4096;
 
 /// `md5` + hex(md5(hex(md5(password + user)) + salt)), as libpq computes it.
 pub fn md5_password(user: &str, password: &str, salt: [u8; 4]) -> String {
-    let inner = hex(&Md5::digest([password.as_bytes(), user.as_bytes()].concat()));
+    let inner = hex(&Md5::digest(
+        [password.as_bytes(), user.as_bytes()].concat(),
+    ));
     let outer = hex(&Md5::digest([inner.as_bytes(), &salt[..]].concat()));
     format!("md5{outer}")
 }
@@ -124,7 +126,10 @@ impl Credential {
                 } else if let Some(p) = &user.password {
                     Ok(Credential::Scram(ScramVerifier::from_password(p)))
                 } else {
-                    Err(format!("user {}: scram-sha-256 needs a password", user.name))
+                    Err(format!(
+                        "user {}: scram-sha-256 needs a password",
+                        user.name
+                    ))
                 }
             }
         }
@@ -133,9 +138,19 @@ impl Credential {
 
 /// One client's authentication exchange.
 pub enum ClientAuth {
-    Md5 { user: String, password: String, salt: [u8; 4] },
-    ScramStart { verifier: ScramVerifier, user: String },
-    ScramFinal { state: Box<ScramServerAuthWaitingForClientFinal>, user: String },
+    Md5 {
+        user: String,
+        password: String,
+        salt: [u8; 4],
+    },
+    ScramStart {
+        verifier: ScramVerifier,
+        user: String,
+    },
+    ScramFinal {
+        state: Box<ScramServerAuthWaitingForClientFinal>,
+        user: String,
+    },
     Done,
 }
 
@@ -204,7 +219,9 @@ impl ClientAuth {
                     state: Box::new(state),
                     user,
                 };
-                Ok(AuthStep::Continue(build::auth_sasl_continue(first.as_bytes())))
+                Ok(AuthStep::Continue(build::auth_sasl_continue(
+                    first.as_bytes(),
+                )))
             }
             ClientAuth::ScramFinal { state, user } => {
                 let fin = state
@@ -225,8 +242,5 @@ fn failed(user: &str) -> ClientError {
 }
 
 fn bad_message() -> ClientError {
-    ClientError::fatal(
-        SqlState::PROTOCOL_VIOLATION,
-        "invalid password packet",
-    )
+    ClientError::fatal(SqlState::PROTOCOL_VIOLATION, "invalid password packet")
 }

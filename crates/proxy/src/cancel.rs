@@ -2,17 +2,16 @@
 //! a CancelRequest carrying it is forwarded to the server connection that
 //! client is using at that moment, with that server's own key.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+
+use crate::server::{ServerAddr, Stream};
 
 /// A server connection's cancel address and key.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CancelTarget {
-    pub addr: SocketAddr,
+    pub addr: ServerAddr,
     pub pid: i32,
     pub secret: i32,
 }
@@ -85,11 +84,15 @@ impl CancelRegistry {
             if slot.secret != secret {
                 return;
             }
-            let t = *slot.target.lock().unwrap_or_else(|p| p.into_inner());
+            let t = slot
+                .target
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             t
         };
         let Some(t) = target else { return };
-        match TcpStream::connect(t.addr).await {
+        match Stream::connect_addr(&t.addr).await {
             Ok(mut s) => {
                 let _ = s
                     .write_all(&wire::build::cancel_request(t.pid, t.secret))

@@ -34,8 +34,10 @@ impl ClientParams {
     }
 
     fn set(&mut self, name: &str, value: &str) {
-        self.wanted
-            .insert(name.to_ascii_lowercase(), (name.to_owned(), value.to_owned()));
+        self.wanted.insert(
+            name.to_ascii_lowercase(),
+            (name.to_owned(), value.to_owned()),
+        );
     }
 
     /// Records a ParameterStatus the client saw.
@@ -50,7 +52,11 @@ impl ClientParams {
         let mut sql = String::new();
         for (key, (name, value)) in &self.wanted {
             if server.params.get(key) != Some(value) {
-                sql.push_str(&format!("SET {} = {};", quote_ident(name), quote_literal(value)));
+                sql.push_str(&format!(
+                    "SET {} = {};",
+                    quote_ident(name),
+                    quote_literal(value)
+                ));
             }
         }
         for key in server.params.keys() {

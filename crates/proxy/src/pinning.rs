@@ -36,8 +36,11 @@ pub const TRACKED_PARAMETERS: &[&str] = &[
 enum Token {
     /// An identifier or keyword, upper-cased.
     Word(String),
+    /// A double-quoted identifier, upper-cased (matched only as a function
+    /// or schema name, never as a keyword).
+    Quoted(String),
     Punct(u8),
-    /// A literal, number or quoted identifier.
+    /// A literal or number.
     Other,
 }
 
@@ -54,6 +57,14 @@ pub fn effects(sql: &str) -> Effects {
 fn word(t: Option<&Token>) -> &str {
     match t {
         Some(Token::Word(w)) => w,
+        _ => "",
+    }
+}
+
+/// A name as written either bare or quoted (for function and schema names).
+fn name(t: &Token) -> &str {
+    match t {
+        Token::Word(w) | Token::Quoted(w) => w,
         _ => "",
     }
 }
@@ -78,7 +89,8 @@ fn statement_effects(stmt: &[Token], out: &mut Effects) {
                 }
             }
         }
-        "LISTEN" | "PREPARE" | "LOAD" => out.pins = true,
+        // DO runs a block no scan can see into: assume the worst.
+        "LISTEN" | "PREPARE" | "LOAD" | "DO" => out.pins = true,
         "DECLARE" if stmt.iter().any(|t| word(Some(t)) == "HOLD") => out.pins = true,
         "DISCARD" | "DEALLOCATE" => {
             let all = stmt.iter().any(|t| word(Some(t)) == "ALL");
@@ -89,15 +101,14 @@ fn statement_effects(stmt: &[Token], out: &mut Effects) {
         _ => {}
     }
     for (i, t) in stmt.iter().enumerate() {
-        let Token::Word(w) = t else { continue };
-        match w.as_str() {
+        match name(t) {
             "PG_ADVISORY_LOCK"
             | "PG_ADVISORY_LOCK_SHARED"
             | "PG_TRY_ADVISORY_LOCK"
             | "PG_TRY_ADVISORY_LOCK_SHARED" => out.pins = true,
-            "TEMP" | "TEMPORARY" => {
-                // CREATE [GLOBAL|LOCAL] TEMP ..., SELECT ... INTO TEMP ...
-                let before = &stmt[i.saturating_sub(2)..i];
+            // CREATE [OR REPLACE] [GLOBAL|LOCAL] TEMP ..., SELECT ... INTO TEMP ...
+            "TEMP" | "TEMPORARY" if matches!(t, Token::Word(_)) => {
+                let before = &stmt[i.saturating_sub(4)..i];
                 if before
                     .iter()
                     .any(|b| matches!(word(Some(b)), "CREATE" | "INTO" | "GLOBAL" | "LOCAL"))
@@ -105,26 +116,34 @@ fn statement_effects(stmt: &[Token], out: &mut Effects) {
                     out.pins = true;
                 }
             }
+            // Objects in the session's temporary schema.
+            n if (n == "PG_TEMP" || n.starts_with("PG_TEMP_"))
+                && stmt.get(i + 1) == Some(&Token::Punct(b'.')) =>
+            {
+                out.pins = true
+            }
             "SET_CONFIG" if !set_config_is_local(&stmt[i + 1..]) => out.pins = true,
             _ => {}
         }
     }
 }
 
-/// `set_config(name, value, is_local)`: true only when the third argument is
-/// literally `true` (anything else may set the parameter for the session).
+/// `set_config(name, value, is_local)`: local only when the third argument
+/// is exactly the literal `true` (anything else may set it for the session).
 fn set_config_is_local(after: &[Token]) -> bool {
     if after.first() != Some(&Token::Punct(b'(')) {
         return true; // not a call: a column or some other name
     }
     let mut depth = 0usize;
+    let mut last_arg_start = 1;
     for (i, t) in after.iter().enumerate() {
         match t {
             Token::Punct(b'(') => depth += 1,
+            Token::Punct(b',') if depth == 1 => last_arg_start = i + 1,
             Token::Punct(b')') => {
                 depth -= 1;
                 if depth == 0 {
-                    return i >= 1 && word(after.get(i - 1)) == "TRUE";
+                    return after[last_arg_start..i] == [Token::Word("TRUE".into())];
                 }
             }
             _ => {}
@@ -139,9 +158,9 @@ fn tokenize(s: &[u8]) -> Vec<Token> {
     while i < s.len() {
         let c = s[i];
         match c {
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => i += 1,
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c' => i += 1,
             b'-' if s.get(i + 1) == Some(&b'-') => {
-                while i < s.len() && s[i] != b'\n' {
+                while i < s.len() && s[i] != b'\n' && s[i] != b'\r' {
                     i += 1;
                 }
             }
@@ -163,12 +182,15 @@ fn tokenize(s: &[u8]) -> Vec<Token> {
                 }
             }
             b'\'' => {
-                i = skip_quoted(s, i, b'\'');
+                i = skip_quoted(s, i, b'\'', false);
                 out.push(Token::Other);
             }
             b'"' => {
-                i = skip_quoted(s, i, b'"');
-                out.push(Token::Other);
+                let end = skip_quoted(s, i, b'"', false);
+                let inner = &s[i + 1..end.saturating_sub(1).max(i + 1)];
+                let ident = String::from_utf8_lossy(inner).replace("\"\"", "\"");
+                out.push(Token::Quoted(ident.to_ascii_uppercase()));
+                i = end;
             }
             b'$' if dollar_tag(s, i).is_some() => {
                 let tag_len = dollar_tag(s, i).unwrap_or(1);
@@ -183,14 +205,17 @@ fn tokenize(s: &[u8]) -> Vec<Token> {
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let start = i;
                 while i < s.len()
-                    && (s[i].is_ascii_alphanumeric() || s[i] == b'_' || s[i] == b'$' || s[i] >= 0x80)
+                    && (s[i].is_ascii_alphanumeric()
+                        || s[i] == b'_'
+                        || s[i] == b'$'
+                        || s[i] >= 0x80)
                 {
                     i += 1;
                 }
                 let w = String::from_utf8_lossy(&s[start..i]).to_ascii_uppercase();
                 // E'...' and similar prefixed literals.
-                if i < s.len() && s[i] == b'\'' && matches!(w.as_str(), "E" | "B" | "X" | "U&" | "N") {
-                    i = skip_quoted(s, i, b'\'');
+                if i < s.len() && s[i] == b'\'' && matches!(w.as_str(), "E" | "B" | "X" | "N") {
+                    i = skip_quoted(s, i, b'\'', w == "E");
                     out.push(Token::Other);
                 } else {
                     out.push(Token::Word(w));
@@ -211,11 +236,15 @@ fn tokenize(s: &[u8]) -> Vec<Token> {
     out
 }
 
-/// Skips a quoted run starting at `i` (doubled quotes escape; backslashes
-/// too, which over-skips only in rare standard_conforming_strings=off text).
-fn skip_quoted(s: &[u8], mut i: usize, q: u8) -> usize {
+/// Skips a quoted run starting at `i`: doubled quotes escape, and in
+/// `E'...'` strings (`backslash`) so does a backslash.
+fn skip_quoted(s: &[u8], mut i: usize, q: u8, backslash: bool) -> usize {
     i += 1;
     while i < s.len() {
+        if backslash && s[i] == b'\\' {
+            i += 2;
+            continue;
+        }
         if s[i] == q {
             if s.get(i + 1) == Some(&q) {
                 i += 2;
@@ -231,7 +260,7 @@ fn skip_quoted(s: &[u8], mut i: usize, q: u8) -> usize {
 /// Length of a `$tag$` opener at `i`, if there is one.
 fn dollar_tag(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
-    while j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == b'_') {
+    while j < s.len() && (s[j].is_ascii_alphanumeric() || s[j] == b'_' || s[j] >= 0x80) {
         if j == i + 1 && s[j].is_ascii_digit() {
             return None; // $1 is a parameter
         }

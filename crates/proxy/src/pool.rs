@@ -70,26 +70,25 @@ impl Pool {
     /// be free, and connecting a new one when none is idle.
     pub async fn acquire(&self) -> Result<Lease, ClientError> {
         let wait = self.inner.config.query_wait_timeout;
-        let permit = match tokio::time::timeout(wait, self.inner.permits.clone().acquire_owned())
-            .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => {
-                return Err(ClientError::fatal(
-                    SqlState::ADMIN_SHUTDOWN,
-                    "the pool is closed",
-                ))
-            }
-            Err(_) => {
-                return Err(ClientError::error(
-                    SqlState::QUERY_CANCELED,
-                    format!(
-                        "query_wait_timeout: no server connection became free within {} ms",
-                        wait.as_millis()
-                    ),
-                ))
-            }
-        };
+        let permit =
+            match tokio::time::timeout(wait, self.inner.permits.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => {
+                    return Err(ClientError::fatal(
+                        SqlState::ADMIN_SHUTDOWN,
+                        "the pool is closed",
+                    ))
+                }
+                Err(_) => {
+                    return Err(ClientError::error(
+                        SqlState::QUERY_CANCELED,
+                        format!(
+                            "query_wait_timeout: no server connection became free within {} ms",
+                            wait.as_millis()
+                        ),
+                    ))
+                }
+            };
         let reuse = self.take_idle();
         let conn = match reuse {
             Some(c) => c,
@@ -136,13 +135,17 @@ impl Deref for Lease {
     type Target = ServerConn;
     fn deref(&self) -> &ServerConn {
         // `conn` is only taken in `drop`.
-        self.conn.as_ref().expect("lease holds a connection until dropped")
+        self.conn
+            .as_ref()
+            .expect("lease holds a connection until dropped")
     }
 }
 
 impl DerefMut for Lease {
     fn deref_mut(&mut self) -> &mut ServerConn {
-        self.conn.as_mut().expect("lease holds a connection until dropped")
+        self.conn
+            .as_mut()
+            .expect("lease holds a connection until dropped")
     }
 }
 

@@ -31,7 +31,10 @@ impl StatementRegistry {
     /// The shared statement for this query and parameter types, created on
     /// first use.
     pub fn intern(&self, query: &[u8], param_types: &[u8]) -> Arc<SharedStatement> {
-        let key = (Bytes::copy_from_slice(query), Bytes::copy_from_slice(param_types));
+        let key = (
+            Bytes::copy_from_slice(query),
+            Bytes::copy_from_slice(param_types),
+        );
         let mut map = self.by_text.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = map.get(&key) {
             return s.clone();

@@ -366,7 +366,7 @@ impl Relay {
 
     fn set_cancel_target(&mut self) {
         let target = self.link.lease().map(|l| CancelTarget {
-            addr: l.addr,
+            addr: l.addr.clone(),
             pid: l.backend_key.0,
             secret: l.backend_key.1,
         });

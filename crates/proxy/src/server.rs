@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use wire::build;
 use wire::inspect::{self, AuthRequest, TxStatus};
 use wire::{decode_frame, Frame, SqlState};
@@ -31,12 +31,74 @@ pub struct ServerTarget {
     pub connect_timeout: Duration,
 }
 
+/// Where a server listens: TCP, or a Unix socket when the configured host
+/// is a directory (as in libpq: `/var/run/postgresql` + `.s.PGSQL.<port>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddr {
+    Tcp(SocketAddr),
+    Unix(Arc<std::path::Path>),
+}
+
+/// A byte stream to a server over either transport.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Connects to `host` (a name, an address, or a socket directory) and `port`.
+    pub async fn connect(host: &str, port: u16) -> std::io::Result<(Stream, ServerAddr)> {
+        if host.starts_with('/') {
+            let path: Arc<std::path::Path> = std::path::Path::new(host)
+                .join(format!(".s.PGSQL.{port}"))
+                .into();
+            let s = UnixStream::connect(&*path).await?;
+            Ok((Stream::Unix(s), ServerAddr::Unix(path)))
+        } else {
+            let s = TcpStream::connect((host, port)).await?;
+            s.set_nodelay(true)?;
+            let addr = s.peer_addr()?;
+            Ok((Stream::Tcp(s), ServerAddr::Tcp(addr)))
+        }
+    }
+
+    /// Connects to a known address (cancel requests).
+    pub async fn connect_addr(addr: &ServerAddr) -> std::io::Result<Stream> {
+        Ok(match addr {
+            ServerAddr::Tcp(a) => Stream::Tcp(TcpStream::connect(a).await?),
+            ServerAddr::Unix(p) => Stream::Unix(UnixStream::connect(&**p).await?),
+        })
+    }
+
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read_buf(buf).await,
+            Stream::Unix(s) => s.read_buf(buf).await,
+        }
+    }
+
+    /// Writes all of `bytes`.
+    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.write_all(bytes).await,
+            Stream::Unix(s) => s.write_all(bytes).await,
+        }
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
+        }
+    }
+}
+
 /// A logged-in server connection.
 pub struct ServerConn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     /// The server's address, for cancel requests.
-    pub addr: SocketAddr,
+    pub addr: ServerAddr,
     /// The server's BackendKeyData.
     pub backend_key: (i32, i32),
     /// Current values of parameters on this connection: those the server
@@ -79,11 +141,9 @@ impl ServerConn {
             )
             .with_detail(format!("{}:{}: {e}", target.host, target.port))
         };
-        let stream = TcpStream::connect((target.host.as_str(), target.port))
+        let (stream, addr) = Stream::connect(&target.host, target.port)
             .await
             .map_err(unreachable)?;
-        stream.set_nodelay(true).map_err(unreachable)?;
-        let addr = stream.peer_addr().map_err(unreachable)?;
         let mut conn = ServerConn {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -98,14 +158,9 @@ impl ServerConn {
             created: Instant::now(),
             last_used: Instant::now(),
         };
-        let startup = build::startup_message(&[
-            ("user", &target.user),
-            ("database", &target.dbname),
-        ]);
-        conn.stream
-            .write_all(&startup)
-            .await
-            .map_err(unreachable)?;
+        let startup =
+            build::startup_message(&[("user", &target.user), ("database", &target.dbname)]);
+        conn.stream.write_all(&startup).await.map_err(unreachable)?;
         conn.login(target).await?;
         Ok(conn)
     }
@@ -152,7 +207,8 @@ impl ServerConn {
                             Some(build::sasl_response(fin.as_bytes()))
                         }
                         AuthRequest::SaslFinal(data) => {
-                            let state = scram_final.take().ok_or_else(|| malformed("SASL order"))?;
+                            let state =
+                                scram_final.take().ok_or_else(|| malformed("SASL order"))?;
                             state.verify_server_final(data).map_err(scram_err)?;
                             None
                         }
@@ -175,7 +231,9 @@ impl ServerConn {
                 b'E' => return Err(upstream_error(&frame, true)),
                 b'N' | b'v' => {}
                 other => {
-                    return Err(malformed("login").with_detail(format!("unexpected {:?}", other as char)))
+                    return Err(
+                        malformed("login").with_detail(format!("unexpected {:?}", other as char))
+                    )
                 }
             }
         }

@@ -135,7 +135,10 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
             )
         })?
         .to_owned();
-    let database = get("database").filter(|d| !d.is_empty()).unwrap_or(&user).to_owned();
+    let database = get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_owned();
     if get("replication").is_some_and(|r| r != "false" && r != "0" && r != "off") {
         return Err(ClientError::fatal(
             SqlState::FEATURE_NOT_SUPPORTED,
@@ -202,7 +205,10 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
     })?;
     let mut client_params = ClientParams::from_startup(&params);
     if let Some(sql) = client_params.sync_sql(&lease) {
-        let err = lease.run_internal(&sql).await.map_err(crate::server::lost)?;
+        let err = lease
+            .run_internal(&sql)
+            .await
+            .map_err(crate::server::lost)?;
         if let Some(msg) = err {
             return Err(ClientError::fatal(SqlState::INVALID_AUTHORIZATION, msg));
         }

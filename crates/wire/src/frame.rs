@@ -59,7 +59,12 @@ impl Frame {
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Bodies may hold passwords or user data: show only the shape.
-        write!(f, "Frame({:?}, {} bytes)", self.tag() as char, self.raw.len())
+        write!(
+            f,
+            "Frame({:?}, {} bytes)",
+            self.tag() as char,
+            self.raw.len()
+        )
     }
 }
 

@@ -112,7 +112,9 @@ pub fn ready_for_query(body: &[u8]) -> Option<TxStatus> {
 pub enum AuthRequest<'a> {
     Ok,
     CleartextPassword,
-    Md5Password { salt: [u8; 4] },
+    Md5Password {
+        salt: [u8; 4],
+    },
     /// SASL: the mechanisms offered.
     Sasl(Vec<&'a str>),
     SaslContinue(&'a [u8]),

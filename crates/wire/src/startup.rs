@@ -79,13 +79,16 @@ pub fn decode_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, Start
     let parsed = match code {
         SSL_REQUEST_CODE if body.is_empty() => StartupPacket::SslRequest,
         GSSENC_REQUEST_CODE if body.is_empty() => StartupPacket::GssEncRequest,
-        CANCEL_REQUEST_CODE => {
+        // Protocol 3.0 keys are exactly two words (3.2's longer keys are
+        // not negotiated by this proxy).
+        CANCEL_REQUEST_CODE if body.len() == 8 => {
             let mut r = Reader::new(body);
             let (Some(pid), Some(secret)) = (r.i32(), r.i32()) else {
-                return Err(StartupError::Malformed("CancelRequest too short"));
+                return Err(StartupError::Malformed("CancelRequest length"));
             };
             StartupPacket::Cancel { pid, secret }
         }
+        CANCEL_REQUEST_CODE => return Err(StartupError::Malformed("CancelRequest length")),
         c if (c >> 16) == 3 => StartupPacket::Startup {
             major: 3,
             minor: (c & 0xffff) as u16,
