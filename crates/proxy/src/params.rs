@@ -3,6 +3,7 @@
 //! connection it is given.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::pinning::TRACKED_PARAMETERS;
 use crate::server::ServerConn;
@@ -10,10 +11,30 @@ use crate::server::ServerConn;
 /// Startup parameters that are not GUCs (or that the proxy owns).
 const NOT_SETTABLE: &[&str] = &["user", "database", "replication", "options"];
 
+/// Source of client identities for [`ParamsStamp`]s.
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
+/// Which client's parameters, at which version, a server connection holds:
+/// when it matches, the comparison on checkout is skipped.
+pub type ParamsStamp = (u64, u64);
+
 /// One client's parameters, keyed by lower-cased name.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct ClientParams {
     wanted: HashMap<String, (String, String)>,
+    client: u64,
+    /// Bumped whenever a wanted value changes.
+    version: u64,
+}
+
+impl Default for ClientParams {
+    fn default() -> Self {
+        ClientParams {
+            wanted: HashMap::new(),
+            client: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
+            version: 0,
+        }
+    }
 }
 
 impl ClientParams {
@@ -34,10 +55,16 @@ impl ClientParams {
     }
 
     fn set(&mut self, name: &str, value: &str) {
-        self.wanted.insert(
-            name.to_ascii_lowercase(),
-            (name.to_owned(), value.to_owned()),
-        );
+        let key = name.to_ascii_lowercase();
+        if self.wanted.get(&key).is_some_and(|(_, v)| v == value) {
+            return;
+        }
+        self.wanted.insert(key, (name.to_owned(), value.to_owned()));
+        self.version += 1;
+    }
+
+    fn stamp(&self) -> ParamsStamp {
+        (self.client, self.version)
     }
 
     /// Records a ParameterStatus the client saw.
@@ -48,7 +75,10 @@ impl ClientParams {
     /// The statements that make `server` match this client, or `None` when it
     /// already does: SET for every differing value, RESET for untracked
     /// parameters another client set there.
-    pub fn sync_sql(&self, server: &ServerConn) -> Option<String> {
+    pub fn sync_sql(&self, server: &mut ServerConn) -> Option<String> {
+        if server.params_stamp == Some(self.stamp()) {
+            return None;
+        }
         let mut sql = String::new();
         for (key, (name, value)) in &self.wanted {
             if server.params.get(key) != Some(value) {
@@ -65,7 +95,11 @@ impl ClientParams {
                 sql.push_str(&format!("RESET {};", quote_ident(key)));
             }
         }
-        (!sql.is_empty()).then_some(sql)
+        if sql.is_empty() {
+            server.params_stamp = Some(self.stamp());
+            return None;
+        }
+        Some(sql)
     }
 
     /// After a sync: adopt the server's spelling of reported values (so the
@@ -75,7 +109,10 @@ impl ClientParams {
         for (key, (_, value)) in self.wanted.iter_mut() {
             if TRACKED_PARAMETERS.contains(&key.as_str()) {
                 if let Some(v) = server.params.get(key) {
-                    *value = v.clone();
+                    if value != v {
+                        *value = v.clone();
+                        self.version += 1;
+                    }
                 }
             } else {
                 server.params.insert(key.clone(), value.clone());
@@ -92,6 +129,7 @@ impl ClientParams {
             server.proxy_set.remove(&k);
             server.params.remove(&k);
         }
+        server.params_stamp = Some(self.stamp());
     }
 
     /// Takes every reported parameter of `server` the client did not set
@@ -99,9 +137,9 @@ impl ClientParams {
     pub fn adopt_reported(&mut self, server: &ServerConn) {
         for key in TRACKED_PARAMETERS {
             if let Some(v) = server.params.get(*key) {
-                self.wanted
-                    .entry((*key).to_owned())
-                    .or_insert_with(|| ((*key).to_owned(), v.clone()));
+                if !self.wanted.contains_key(*key) {
+                    self.set(key, v);
+                }
             }
         }
     }

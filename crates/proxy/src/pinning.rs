@@ -46,12 +46,42 @@ enum Token {
 
 /// Scans one query string (possibly several statements).
 pub fn effects(sql: &str) -> Effects {
+    if !mentions_any_trigger(sql.as_bytes()) {
+        return Effects::default();
+    }
     let tokens = tokenize(sql.as_bytes());
     let mut out = Effects::default();
     for stmt in tokens.split(|t| *t == Token::Punct(b';')) {
         statement_effects(stmt, &mut out);
     }
     out
+}
+
+/// Word prefixes that every statement with an effect contains somewhere
+/// (keywords, function and schema names; quoted names included).
+const TRIGGERS: &[&[u8]] = &[
+    b"set", b"listen", b"prepare", b"load", b"do", b"declare", b"discard", b"deallocate",
+    b"pg_", b"temp",
+];
+
+/// A cheap pre-check: whether any word starts with a trigger prefix. Most
+/// statements (plain SELECT/INSERT/UPDATE) have none and skip the scan.
+fn mentions_any_trigger(s: &[u8]) -> bool {
+    let mut prev_is_word = false;
+    for (i, &c) in s.iter().enumerate() {
+        let is_word = c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+        if is_word && !prev_is_word {
+            let rest = &s[i..];
+            if TRIGGERS
+                .iter()
+                .any(|t| rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t))
+            {
+                return true;
+            }
+        }
+        prev_is_word = is_word;
+    }
+    false
 }
 
 fn word(t: Option<&Token>) -> &str {

@@ -209,6 +209,7 @@ async fn reset(conn: &mut ServerConn) -> bool {
             for k in std::mem::take(&mut conn.proxy_set) {
                 conn.params.remove(&k);
             }
+            conn.params_stamp = None;
             conn.dirty = false;
         }
         Ok::<_, std::io::Error>(conn.status == TxStatus::Idle)

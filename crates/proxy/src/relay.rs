@@ -345,7 +345,7 @@ impl Relay {
             e.severity = build::Severity::Error;
             e
         })?;
-        if let Some(sql) = self.x.params.sync_sql(&lease) {
+        if let Some(sql) = self.x.params.sync_sql(&mut lease) {
             match lease.run_internal(&sql).await {
                 Ok(None) => self.x.params.after_sync(&mut lease),
                 Ok(Some(err)) => tracing::warn!(%err, "could not replay client parameters"),

@@ -106,6 +106,8 @@ pub struct ServerConn {
     pub params: HashMap<String, String>,
     /// Names of the shared prepared statements that exist on this connection.
     pub prepared: HashSet<Arc<[u8]>>,
+    /// The client parameters this connection was last brought in line with.
+    pub params_stamp: Option<crate::params::ParamsStamp>,
     /// Parameters the proxy set itself that the server does not report.
     pub proxy_set: HashSet<String>,
     /// Status from the last ReadyForQuery.
@@ -152,6 +154,7 @@ impl ServerConn {
             params: HashMap::new(),
             prepared: HashSet::new(),
             proxy_set: HashSet::new(),
+            params_stamp: None,
             status: TxStatus::Idle,
             dirty: false,
             in_flight: false,
@@ -251,6 +254,7 @@ impl ServerConn {
     /// Records a ParameterStatus the server sent.
     pub fn note_parameter(&mut self, frame: &Frame) {
         if let Some((k, v)) = inspect::parameter_status(frame.body()) {
+            self.params_stamp = None;
             self.params.insert(k.to_ascii_lowercase(), v.to_owned());
         }
     }

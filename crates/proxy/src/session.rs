@@ -204,7 +204,7 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
         e
     })?;
     let mut client_params = ClientParams::from_startup(&params);
-    if let Some(sql) = client_params.sync_sql(&lease) {
+    if let Some(sql) = client_params.sync_sql(&mut lease) {
         let err = lease
             .run_internal(&sql)
             .await
