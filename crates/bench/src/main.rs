@@ -1,1 +1,281 @@
-fn main() {}
+//! `bench`: pgcoalesce's benchmark against direct Postgres and PgBouncer.
+//!
+//! `cargo run --release -p bench -- all [--quick] [--out DIR]` starts its own
+//! Postgres, PgBouncer and pgcoalesce, runs every scenario against all
+//! three, and writes a table (stdout), `results.json` and `chart.svg`.
+//! This file owns the command line and the order of the whole run.
+
+mod chart;
+mod pgbench;
+mod report;
+mod scenarios;
+mod stack;
+mod sys;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::scenarios::{Profile, ScenarioReport, Target};
+use crate::stack::Stack;
+
+/// pgcoalesce's benchmark: the same workloads directly against Postgres,
+/// through PgBouncer and through pgcoalesce, in one run.
+#[derive(Parser, Debug)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Start Postgres, PgBouncer and pgcoalesce, run the scenarios, write
+    /// the table, results.json and chart.svg.
+    All(AllArgs),
+    /// List the scenarios.
+    List,
+}
+
+#[derive(clap::Args, Debug)]
+struct AllArgs {
+    /// Smoke check for CI: -T 2, -c 4, scale 1; a failed direct or
+    /// pgcoalesce run makes the command fail.
+    #[arg(long)]
+    quick: bool,
+    /// Output directory (default: bench-results/ at the workspace root).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Do not run `cargo build --release -p pgcoalesce` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Run only this scenario (repeatable; see `bench list`).
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// Use this pgcoalesce binary instead of target/release/pgcoalesce
+    /// (implies --no-build).
+    #[arg(long, value_name = "PATH")]
+    pgcoalesce_bin: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::List => {
+            for s in scenarios::all() {
+                println!("{:<10} {}", s.name, s.summary);
+            }
+            Ok(())
+        }
+        Cmd::All(args) => run_all(args),
+    }
+}
+
+/// The `all` command.
+fn run_all(args: AllArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let profile = Profile::new(args.quick);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| stack::workspace_root().join("bench-results"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let selected = select_scenarios(&args.scenarios)?;
+
+    let pgcoalesce_bin = match &args.pgcoalesce_bin {
+        Some(p) => p.clone(),
+        None => {
+            if !args.no_build {
+                stack::build_pgcoalesce()?;
+            }
+            stack::pgcoalesce_bin()?
+        }
+    };
+    let pgbouncer_bin = stack::ensure_pgbouncer().map_err(|e| format!("{e:#}"));
+    if let Err(e) = &pgbouncer_bin {
+        eprintln!("bench: PgBouncer runs will be recorded as failed: {e}");
+    }
+
+    eprintln!("bench: starting Postgres ({})", pgtest::bin_dir().display());
+    let pg = stack::start_postgres()?;
+    let pgbouncer = pgbouncer_bin
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|bin| {
+            stack::start_pgbouncer(bin, &pg, &out.join("pgbouncer.log"))
+                .map_err(|e| format!("{e:#}"))
+        });
+    if let Err(e) = &pgbouncer {
+        eprintln!("bench: PgBouncer did not start: {e}");
+    }
+    let pgcoalesce = stack::start_pgcoalesce(&pgcoalesce_bin, &pg, &out.join("pgcoalesce.log"))?;
+    let stack = Stack {
+        pgcoalesce,
+        pgbouncer,
+        pg,
+    };
+    eprintln!(
+        "bench: postgres :{}  pgbouncer :{}  pgcoalesce :{}",
+        stack.pg.port(),
+        stack
+            .pgbouncer
+            .as_ref()
+            .map_or("-".to_owned(), |p| p.port.to_string()),
+        stack.pgcoalesce.port
+    );
+
+    let mut reports = Vec::new();
+    let mut scenario_errors = Vec::new();
+    for s in &selected {
+        eprintln!("bench: scenario {}: {}", s.name, s.summary);
+        match (s.run)(&stack, &profile) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("bench: scenario {} failed: {e:#}", s.name);
+                scenario_errors.push(json!({"scenario": s.name, "error": format!("{e:#}")}));
+            }
+        }
+    }
+
+    for r in &reports {
+        println!("\n{}", report::table(r));
+    }
+
+    let machine = report::Machine::detect();
+    let pg_version = report::version_of(&pgtest::bin_dir().join("postgres"));
+    let pgbouncer_version = pgbouncer_bin
+        .as_ref()
+        .ok()
+        .and_then(|b| stack::pgbouncer_version(b));
+    let (commit, dirty) = report::git_state(&stack::workspace_root());
+    let date = report::utc_now();
+    let results = json!({
+        "command_line": std::env::args().collect::<Vec<_>>(),
+        "date_utc": date,
+        "quick": args.quick,
+        "profile": profile,
+        "machine": machine,
+        "workspace": {"git_commit": commit, "git_dirty": dirty},
+        "postgres": {
+            "version": pg_version,
+            "pgbench_version": report::version_of(&pgbench::pgbench_bin()),
+            "settings": stack::PG_SETTINGS.iter().map(|(k, v)| (k.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>(),
+            "settings_note": "on top of pgtest's defaults (wal_level=replica, listen 127.0.0.1); TCP auth trust",
+        },
+        "pgbouncer": {
+            "version": pgbouncer_version,
+            "command": stack.pgbouncer.as_ref().ok().map(|p| p.command.clone()),
+            "settings": stack::pgbouncer_settings().into_iter().map(|(k, v)| (k.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>(),
+            "error": stack.pgbouncer.as_ref().err(),
+        },
+        "pgcoalesce": {
+            "binary": pgcoalesce_bin,
+            "command": stack.pgcoalesce.command,
+            "pool_size": stack::POOL_SIZE,
+        },
+        "notes": [
+            "tps excludes initial connection time (pgbench's figure).",
+            "p50/p99: nearest-rank percentiles of per-transaction latencies from pgbench -l logs.",
+            "proxy CPU: utime+stime of the proxy process (all threads) from /proc/<pid>/stat, sampled just before pgbench starts and after it exits (so it includes connection setup), divided by transactions processed.",
+            "every run (all targets) writes pgbench -l per-transaction logs, which costs pgbench some CPU alike for all.",
+            "ratios compare tps with the direct and PgBouncer runs of the same group.",
+            "targets run interleaved within each group (direct, pgbouncer, pgcoalesce) so drift hits all alike.",
+        ],
+        "scenario_errors": scenario_errors,
+        "scenarios": reports,
+        "elapsed_seconds": started.elapsed().as_secs_f64(),
+    });
+    let json_path = out.join("results.json");
+    report::write_json(&json_path, &results)?;
+
+    let subtitle = [
+        format!(
+            "{date} · {} CPUs{} · {} MiB RAM · PostgreSQL {} · PgBouncer {}",
+            machine.nproc,
+            machine
+                .cpu_model
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default(),
+            machine.memory_mib.unwrap_or(0),
+            version_number(pg_version.as_deref()),
+            version_number(pgbouncer_version.as_deref()),
+        ),
+        format!(
+            "pool size {} (both proxies, transaction mode) · {}",
+            stack::POOL_SIZE,
+            stack::PG_SETTINGS
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    ];
+    let svg_path = out.join("chart.svg");
+    std::fs::write(&svg_path, chart::render(&reports, &subtitle))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+
+    drop(stack);
+    println!(
+        "\nresults: {}\nchart:   {}\nlogs:    {}/pgcoalesce.log, pgbouncer.log\n({:.0} s)",
+        json_path.display(),
+        svg_path.display(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    check_outcome(&args, &reports, scenario_errors.len())
+}
+
+/// The version number in a `--version` line (`postgres (PostgreSQL) 15.18
+/// (Debian ...)` -> `15.18`): the first word starting with a digit.
+fn version_number(version: Option<&str>) -> &str {
+    version
+        .and_then(|v| {
+            v.split_whitespace()
+                .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .unwrap_or("?")
+}
+
+/// The scenarios named by `--scenario` (all when none are named).
+fn select_scenarios(names: &[String]) -> Result<Vec<scenarios::Scenario>> {
+    let all = scenarios::all();
+    let known: Vec<&str> = all.iter().map(|s| s.name).collect();
+    if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        bail!("unknown scenario {bad:?}; known: {}", known.join(", "));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
+        .collect())
+}
+
+/// Exit status policy: a scenario that could not run is always an error;
+/// with `--quick`, so is any failed direct or pgcoalesce run.
+fn check_outcome(args: &AllArgs, reports: &[ScenarioReport], scenario_errors: usize) -> Result<()> {
+    if scenario_errors > 0 {
+        bail!("{scenario_errors} scenario(s) could not run (see above)");
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.groups.iter().flat_map(move |g| {
+                g.runs
+                    .iter()
+                    .filter(|run| !run.outcome.ok && run.target != Target::Pgbouncer)
+                    .map(move |run| format!("{}/{}/{}", r.name, g.label, run.target.label()))
+            })
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else if args.quick {
+        bail!("quick mode: failed runs: {}", failed.join(", "))
+    } else {
+        eprintln!("bench: warning: failed runs: {}", failed.join(", "));
+        Ok(())
+    }
+}

@@ -31,9 +31,21 @@ impl UpstreamUrl {
                 url.scheme()
             )));
         }
-        if url.query().is_some() || url.fragment().is_some() {
+        // The one query parameter taken, as in libpq: `?host=/socket/dir`
+        // for a Unix-socket upstream.
+        let mut socket_dir = None;
+        for (k, v) in url.query_pairs() {
+            if k == "host" && v.starts_with('/') {
+                socket_dir = Some(v.into_owned());
+            } else {
+                return Err(ConfigError::url(format!(
+                    "query parameter {k:?} is not supported (only host=/socket/dir); {FORM}"
+                )));
+            }
+        }
+        if url.fragment().is_some() {
             return Err(ConfigError::url(format!(
-                "query parameters and fragments are not supported; {FORM}"
+                "fragments are not supported; {FORM}"
             )));
         }
         let user = percent_decode(url.username(), "user name")?;
@@ -44,11 +56,12 @@ impl UpstreamUrl {
             Some(encoded) if !encoded.is_empty() => Some(percent_decode(encoded, "password")?),
             _ => None,
         };
-        let host = match url.host() {
-            Some(Host::Domain(name)) => percent_decode(name, "host")?,
-            Some(Host::Ipv4(addr)) => addr.to_string(),
-            Some(Host::Ipv6(addr)) => addr.to_string(),
-            None => String::new(),
+        let host = match (socket_dir, url.host()) {
+            (Some(dir), _) => dir,
+            (None, Some(Host::Domain(name))) => percent_decode(name, "host")?,
+            (None, Some(Host::Ipv4(addr))) => addr.to_string(),
+            (None, Some(Host::Ipv6(addr))) => addr.to_string(),
+            (None, None) => String::new(),
         };
         if host.is_empty() {
             return Err(ConfigError::url(format!("a host is required; {FORM}")));

@@ -580,3 +580,14 @@ fn workers_default_to_half_the_cores_and_are_bounded() {
     let err = config.validate().unwrap_err().to_string();
     assert!(err.contains("workers"), "{err}");
 }
+
+#[test]
+fn upstream_url_with_a_unix_socket_directory() {
+    let config =
+        Config::from_upstream_url("postgres://alice@localhost:5433/db?host=/var/run/postgresql")
+            .unwrap();
+    assert_eq!(config.databases[0].host, "/var/run/postgresql");
+    assert_eq!(config.databases[0].port, 5433);
+    let err = Config::from_upstream_url("postgres://alice@h/db?host=relative").unwrap_err();
+    assert!(err.to_string().contains("host=/socket/dir"), "{err}");
+}
