@@ -2,8 +2,10 @@
 //! server reported to it), and replaying them onto whichever server
 //! connection it is given.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use crate::pinning::TRACKED_PARAMETERS;
 use crate::server::ServerConn;
@@ -11,30 +13,24 @@ use crate::server::ServerConn;
 /// Startup parameters that are not GUCs (or that the proxy owns).
 const NOT_SETTABLE: &[&str] = &["user", "database", "replication", "options"];
 
-/// Source of client identities for [`ParamsStamp`]s.
-static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+/// A fingerprint of a set of parameter values. A server connection records
+/// the fingerprint it was last brought in line with, so a client wanting the
+/// same values (commonly every client of one application) skips the
+/// comparison on checkout. Keyed per process, so no client can forge a
+/// collision.
+pub type ParamsStamp = u64;
 
-/// Which client's parameters, at which version, a server connection holds:
-/// when it matches, the comparison on checkout is skipped.
-pub type ParamsStamp = (u64, u64);
-
-/// One client's parameters, keyed by lower-cased name.
-#[derive(Debug, Clone)]
-pub struct ClientParams {
-    wanted: HashMap<String, (String, String)>,
-    client: u64,
-    /// Bumped whenever a wanted value changes.
-    version: u64,
+fn fingerprint_hasher() -> &'static RandomState {
+    static KEYS: OnceLock<RandomState> = OnceLock::new();
+    KEYS.get_or_init(RandomState::new)
 }
 
-impl Default for ClientParams {
-    fn default() -> Self {
-        ClientParams {
-            wanted: HashMap::new(),
-            client: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
-            version: 0,
-        }
-    }
+/// One client's parameters, keyed by lower-cased name.
+#[derive(Debug, Clone, Default)]
+pub struct ClientParams {
+    wanted: HashMap<String, (String, String)>,
+    /// Fingerprint of `wanted`, kept current by every change.
+    stamp: ParamsStamp,
 }
 
 impl ClientParams {
@@ -60,11 +56,14 @@ impl ClientParams {
             return;
         }
         self.wanted.insert(key, (name.to_owned(), value.to_owned()));
-        self.version += 1;
+        self.restamp();
     }
 
-    fn stamp(&self) -> ParamsStamp {
-        (self.client, self.version)
+    fn restamp(&mut self) {
+        let mut entries: Vec<(&String, &String)> =
+            self.wanted.iter().map(|(k, (_, v))| (k, v)).collect();
+        entries.sort_unstable();
+        self.stamp = fingerprint_hasher().hash_one(entries);
     }
 
     /// Records a ParameterStatus the client saw.
@@ -76,7 +75,7 @@ impl ClientParams {
     /// already does: SET for every differing value, RESET for untracked
     /// parameters another client set there.
     pub fn sync_sql(&self, server: &mut ServerConn) -> Option<String> {
-        if server.params_stamp == Some(self.stamp()) {
+        if server.params_stamp == Some(self.stamp) {
             return None;
         }
         let mut sql = String::new();
@@ -96,7 +95,7 @@ impl ClientParams {
             }
         }
         if sql.is_empty() {
-            server.params_stamp = Some(self.stamp());
+            server.params_stamp = Some(self.stamp);
             return None;
         }
         Some(sql)
@@ -106,12 +105,13 @@ impl ClientParams {
     /// next comparison matches) and record untracked values the server does
     /// not report.
     pub fn after_sync(&mut self, server: &mut ServerConn) {
+        let mut changed = false;
         for (key, (_, value)) in self.wanted.iter_mut() {
             if TRACKED_PARAMETERS.contains(&key.as_str()) {
                 if let Some(v) = server.params.get(key) {
                     if value != v {
                         *value = v.clone();
-                        self.version += 1;
+                        changed = true;
                     }
                 }
             } else {
@@ -129,7 +129,10 @@ impl ClientParams {
             server.proxy_set.remove(&k);
             server.params.remove(&k);
         }
-        server.params_stamp = Some(self.stamp());
+        if changed {
+            self.restamp();
+        }
+        server.params_stamp = Some(self.stamp);
     }
 
     /// Takes every reported parameter of `server` the client did not set

@@ -45,11 +45,12 @@ enum Token {
 }
 
 /// Scans one query string (possibly several statements).
-pub fn effects(sql: &str) -> Effects {
-    if !mentions_any_trigger(sql.as_bytes()) {
+pub fn effects(sql: impl AsRef<[u8]>) -> Effects {
+    let sql = sql.as_ref();
+    if !mentions_any_trigger(sql) {
         return Effects::default();
     }
-    let tokens = tokenize(sql.as_bytes());
+    let tokens = tokenize(sql);
     let mut out = Effects::default();
     for stmt in tokens.split(|t| *t == Token::Punct(b';')) {
         statement_effects(stmt, &mut out);
@@ -60,8 +61,16 @@ pub fn effects(sql: &str) -> Effects {
 /// Word prefixes that every statement with an effect contains somewhere
 /// (keywords, function and schema names; quoted names included).
 const TRIGGERS: &[&[u8]] = &[
-    b"set", b"listen", b"prepare", b"load", b"do", b"declare", b"discard", b"deallocate",
-    b"pg_", b"temp",
+    b"set",
+    b"listen",
+    b"prepare",
+    b"load",
+    b"do",
+    b"declare",
+    b"discard",
+    b"deallocate",
+    b"pg_",
+    b"temp",
 ];
 
 /// A cheap pre-check: whether any word starts with a trigger prefix. Most

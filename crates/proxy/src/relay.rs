@@ -319,7 +319,7 @@ impl Relay {
 
     /// Looks at a statement for session state; returns whether it pins.
     fn note_effects(&mut self, sql: &[u8]) -> bool {
-        let effects = pinning::effects(&String::from_utf8_lossy(sql));
+        let effects = pinning::effects(sql);
         if effects.drops_prepared {
             self.statements.clear();
             if let Some(lease) = self.link.lease() {
