@@ -162,7 +162,7 @@ fn run_all(args: AllArgs) -> Result<()> {
             "pgbench_version": report::version_of(&pgbench::pgbench_bin()),
             "settings": stack::PG_SETTINGS.iter().map(|(k, v)| (k.to_string(), json!(v)))
                 .collect::<serde_json::Map<_, _>>(),
-            "settings_note": "on top of pgtest's defaults (wal_level=replica, listen 127.0.0.1); TCP auth trust",
+            "settings_note": "on top of pgtest's defaults (wal_level=replica, listen 127.0.0.1); TCP auth trust; pgbench connects over TCP to every target, both proxies reach Postgres over its Unix socket",
         },
         "pgbouncer": {
             "version": pgbouncer_version,

@@ -53,6 +53,9 @@ pub struct Profile {
     pub threads: u32,
     /// pgbench `-i -s`.
     pub scale: u32,
+    /// Interleaved rounds per group; each target's median-tps round is
+    /// reported (one noisy run on a shared 2-core machine decides nothing).
+    pub rounds: usize,
 }
 
 impl Profile {
@@ -65,6 +68,7 @@ impl Profile {
                 clients: 4,
                 threads: 2,
                 scale: 1,
+                rounds: 1,
             }
         } else {
             Profile {
@@ -73,6 +77,7 @@ impl Profile {
                 clients: 16,
                 threads: 2,
                 scale: 10,
+                rounds: 3,
             }
         }
     }
@@ -95,6 +100,8 @@ pub struct RunRecord {
     pub ratio_vs_direct: Option<f64>,
     /// tps / the PgBouncer run's tps in the same group.
     pub ratio_vs_pgbouncer: Option<f64>,
+    /// tps of every round (the reported outcome is the median one).
+    pub round_tps: Vec<f64>,
 }
 
 impl RunRecord {
@@ -159,46 +166,25 @@ pub fn run_group(
     args: &[String],
     files: &[(String, String)],
 ) -> Result<Group> {
-    let mut runs = Vec::new();
-    for target in Target::ALL {
-        let endpoint = match target {
-            Target::Direct => Ok((stack.pg.port(), None)),
-            Target::Pgbouncer => stack
-                .pgbouncer
-                .as_ref()
-                .map_err(|e| format!("PgBouncer unavailable: {e}"))
-                .and_then(|p| p.check_alive().map(|()| (p.port, Some(p.pid())))),
-            Target::Pgcoalesce => {
-                let p = &stack.pgcoalesce;
-                p.check_alive().map(|()| (p.port, Some(p.pid())))
-            }
-        };
-        eprint!("bench:   {label:<12} {:<11} ", target.label());
-        let outcome = match endpoint {
-            Ok((port, watch_pid)) => pgbench::run(&Invocation {
-                watch_pid,
-                files: files.to_vec(),
-                ..Invocation::new(port, DB, args.to_vec(), profile.timeout())
-            })?,
-            Err(error) => Outcome {
-                command: String::new(),
-                ok: false,
-                error: Some(error),
-                stats: None,
-                proxy_cpu: None,
-                wall_seconds: 0.0,
-            },
-        };
-        match (&outcome.error, &outcome.stats) {
-            (None, Some(s)) => eprintln!("{:.0} tps", s.tps),
-            (Some(e), _) => eprintln!("FAILED: {}", e.lines().next().unwrap_or("")),
-            (None, None) => eprintln!("no figures"),
+    let mut rounds: Vec<Vec<Outcome>> = Target::ALL.iter().map(|_| Vec::new()).collect();
+    for round in 0..profile.rounds {
+        for (i, target) in Target::ALL.into_iter().enumerate() {
+            let outcome = run_one(stack, profile, label, target, args, files, round)?;
+            rounds[i].push(outcome);
         }
+    }
+    let mut runs = Vec::new();
+    for (target, outcomes) in Target::ALL.into_iter().zip(rounds) {
+        let round_tps: Vec<f64> = outcomes
+            .iter()
+            .filter_map(|o| o.stats.as_ref().map(|s| s.tps))
+            .collect();
         runs.push(RunRecord {
             target,
-            outcome,
+            outcome: median_outcome(outcomes),
             ratio_vs_direct: None,
             ratio_vs_pgbouncer: None,
+            round_tps,
         });
     }
     let base = |t: Target| runs.iter().find(|r| r.target == t).and_then(RunRecord::tps);
@@ -212,6 +198,73 @@ pub fn run_group(
         label: label.to_owned(),
         runs,
     })
+}
+
+/// The first failed round if any failed, else the round with the median tps.
+fn median_outcome(mut outcomes: Vec<Outcome>) -> Outcome {
+    if let Some(i) = outcomes
+        .iter()
+        .position(|o| o.error.is_some() || o.stats.is_none())
+    {
+        return outcomes.swap_remove(i);
+    }
+    outcomes.sort_by(|a, b| {
+        let tps = |o: &Outcome| o.stats.as_ref().map_or(0.0, |s| s.tps);
+        tps(a).total_cmp(&tps(b))
+    });
+    let mid = outcomes.len() / 2;
+    outcomes.swap_remove(mid)
+}
+
+/// One pgbench run of `target` in a group's round.
+fn run_one(
+    stack: &Stack,
+    profile: &Profile,
+    label: &str,
+    target: Target,
+    args: &[String],
+    files: &[(String, String)],
+    round: usize,
+) -> Result<Outcome> {
+    let endpoint = match target {
+        Target::Direct => Ok((stack.pg.port(), None)),
+        Target::Pgbouncer => stack
+            .pgbouncer
+            .as_ref()
+            .map_err(|e| format!("PgBouncer unavailable: {e}"))
+            .and_then(|p| p.check_alive().map(|()| (p.port, Some(p.pid())))),
+        Target::Pgcoalesce => {
+            let p = &stack.pgcoalesce;
+            p.check_alive().map(|()| (p.port, Some(p.pid())))
+        }
+    };
+    eprint!(
+        "bench:   {label:<12} {:<11} round {}/{} ",
+        target.label(),
+        round + 1,
+        profile.rounds
+    );
+    let outcome = match endpoint {
+        Ok((port, watch_pid)) => pgbench::run(&Invocation {
+            watch_pid,
+            files: files.to_vec(),
+            ..Invocation::new(port, DB, args.to_vec(), profile.timeout())
+        })?,
+        Err(error) => Outcome {
+            command: String::new(),
+            ok: false,
+            error: Some(error),
+            stats: None,
+            proxy_cpu: None,
+            wall_seconds: 0.0,
+        },
+    };
+    match (&outcome.error, &outcome.stats) {
+        (None, Some(s)) => eprintln!("{:.0} tps", s.tps),
+        (Some(e), _) => eprintln!("FAILED: {}", e.lines().next().unwrap_or("")),
+        (None, None) => eprintln!("no figures"),
+    }
+    Ok(outcome)
 }
 
 /// pgbench's built-in select-only script in each query mode.
@@ -250,8 +303,9 @@ fn select_only(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
         name: "select".into(),
         title: "pgbench select-only".into(),
         description: format!(
-            "pgbench -n -S -M <mode> -c {} -j {} -T {} -l, scale {}; targets interleaved per mode",
-            profile.clients, profile.threads, profile.duration_s, profile.scale
+            "pgbench -n -S -M <mode> -c {} -j {} -T {} -l, scale {}; targets interleaved per mode, \
+             median of {} rounds; proxies reach Postgres over its Unix socket",
+            profile.clients, profile.threads, profile.duration_s, profile.scale, profile.rounds
         ),
         group_axis: "pgbench query mode (-M)".into(),
         groups,

@@ -205,7 +205,8 @@ pub fn start_pgbouncer(bin: &Path, pg: &pgtest::Cluster, log: &Path) -> Result<P
     let auth_file = dir.path().join("userlist.txt");
     write_public(&auth_file, "\"postgres\" \"\"\n")?;
     let mut ini = format!(
-        "[databases]\n{DB} = host=127.0.0.1 port={} dbname={DB} user=postgres\n\n[pgbouncer]\n",
+        "[databases]\n{DB} = host={} port={} dbname={DB} user=postgres\n\n[pgbouncer]\n",
+        pg.socket_dir().display(),
         pg.port()
     );
     for (k, v) in pgbouncer_settings() {
@@ -324,7 +325,7 @@ pub fn pgcoalesce_bin() -> Result<PathBuf> {
 /// Starts pgcoalesce in transaction mode in front of `pg`, logging to `log`.
 pub fn start_pgcoalesce(bin: &Path, pg: &pgtest::Cluster, log: &Path) -> Result<ProxyProcess> {
     let port = sys::free_port()?;
-    let args = pgcoalesce_args(pg.port(), port);
+    let args = pgcoalesce_args(pg, port);
     let mut cmd = Command::new(bin);
     cmd.args(&args).env("RUST_LOG", "warn");
     let command = format!("RUST_LOG=warn {} {}", bin.display(), args.join(" "));
@@ -341,11 +342,17 @@ pub fn start_pgcoalesce(bin: &Path, pg: &pgtest::Cluster, log: &Path) -> Result<
     Ok(proc)
 }
 
-/// pgcoalesce's command line arguments (pool size is its default, 20).
-fn pgcoalesce_args(pg_port: u16, listen_port: u16) -> Vec<String> {
+/// pgcoalesce's command line arguments (pool size is its default, 20). Like
+/// PgBouncer here, it reaches Postgres over its Unix socket, as a proxy on
+/// the database host would; clients of both connect over TCP.
+fn pgcoalesce_args(pg: &pgtest::Cluster, listen_port: u16) -> Vec<String> {
     vec![
         "--upstream".into(),
-        format!("postgres://postgres@127.0.0.1:{pg_port}/{DB}"),
+        format!(
+            "postgres://postgres@localhost:{}/{DB}?host={}",
+            pg.port(),
+            pg.socket_dir().display()
+        ),
         "--listen".into(),
         format!("127.0.0.1:{listen_port}"),
         "--pool-mode".into(),
