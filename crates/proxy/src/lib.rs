@@ -18,6 +18,8 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod classify;
+pub mod coalesce;
 pub mod error;
 pub mod listener;
 pub mod params;

@@ -1,0 +1,1 @@
+//! Classification of statements for the coalescer (being written).

@@ -1,0 +1,3 @@
+//! Upsert coalescing (being written).
+
+pub mod values;
