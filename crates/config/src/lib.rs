@@ -5,7 +5,8 @@
 //! callers get a `Config` by value and pass it (or an `Arc` of it) around.
 //!
 //! - [`model`]: the data types ([`Config`], [`PoolSettings`], [`User`],
-//!   [`Database`] and the enums) with their defaults and lookup helpers.
+//!   [`Database`], [`CoalesceRule`] and the enums) with their defaults and
+//!   lookup helpers.
 //! - [`duration`]: the `"500ms"` / `"5s"` / `"10m"` / `"1h"` duration syntax.
 //! - `validate`: [`Config::validate`], the semantic checks serde cannot do.
 //! - [`scram`]: the shape of a Postgres SCRAM-SHA-256 secret.
@@ -26,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 pub use duration::parse_duration;
 pub use model::{
-    AuthMethod, Config, Database, LogFormat, PoolMode, PoolSettings, User, DEFAULT_PORT,
-    MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
+    AckMode, AuthMethod, CoalesceRule, Config, Database, LogFormat, PoolMode, PoolSettings, User,
+    DEFAULT_PORT, MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
 };
 pub use scram::ScramSecret;
 

@@ -9,15 +9,23 @@
 //! `Database`) and, on `Config` / `PoolSettings`, its default in `Default`;
 //! the compiler points at the `Default` impl if it is forgotten.
 //!
+//! [`CoalesceRule`] is `#[serde(default)]` as a whole too (its `Default` is
+//! an empty rule with the default tuning), so a missing `name` or `key`
+//! surfaces as a validation error naming the field rather than as a parse
+//! error.
+//!
 //! Semantic rules (ranges, references between sections) are checked by
 //! [`Config::validate`], not here.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
 /// Default upstream Postgres port.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -26,10 +34,10 @@ pub const MIN_MESSAGE_SIZE_LIMIT: usize = 64 * 1024;
 /// Largest accepted `max_message_size` (1 GiB).
 pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
 
-/// The whole proxy configuration: listener, limits, pool defaults, users and
-/// databases. A value returned by this crate's constructors has passed
-/// [`Config::validate`]; `Config::default()` has no users or databases and
-/// therefore does not.
+/// The whole proxy configuration: listener, limits, pool defaults, users,
+/// databases and coalescing rules. A value returned by this crate's
+/// constructors has passed [`Config::validate`]; `Config::default()` has no
+/// users or databases and therefore does not.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -55,6 +63,9 @@ pub struct Config {
     pub users: Vec<User>,
     /// Databases clients may connect to; at least one, names unique.
     pub databases: Vec<Database>,
+    /// Which upsert calls are coalesced, and how they are flushed (YAML key
+    /// `coalesce`). Default none: every statement passes through.
+    pub coalesce: Vec<CoalesceRule>,
 }
 
 impl Default for Config {
@@ -69,6 +80,7 @@ impl Default for Config {
             pool: PoolSettings::default(),
             users: Vec::new(),
             databases: Vec::new(),
+            coalesce: Vec::new(),
         }
     }
 }
@@ -102,6 +114,16 @@ impl Config {
     /// `pool.size`.
     pub fn pool_size_for(&self, db: &Database) -> usize {
         db.pool_size.unwrap_or(self.pool.size)
+    }
+
+    /// The coalescing rules that apply to the configured database `database`
+    /// (its client-facing `name`): those without a `database` and those
+    /// naming it, in file order.
+    pub fn rules_for(&self, database: &str) -> Vec<&CoalesceRule> {
+        self.coalesce
+            .iter()
+            .filter(|rule| rule.applies_to(database))
+            .collect()
     }
 }
 
@@ -275,6 +297,198 @@ impl Database {
     }
 }
 
+/// When a coalesced write is acknowledged to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    /// Group commit: the reply waits until the flush carrying the write has
+    /// committed, and a failure reaches the writer.
+    #[default]
+    Flushed,
+    /// Write-behind: the reply is sent once the write is in the map; rows
+    /// that later fail to flush are counted, logged and written to the
+    /// rule's `rejects_file`.
+    Immediate,
+}
+
+/// One coalescing rule: which upsert calls are merged and how they are
+/// flushed.
+///
+/// A rule targets either a function (`SELECT schema.fn($1, $2, ...)`, with
+/// `arguments`, optional `defaults` and a configured bulk `flush` statement)
+/// or a table (`INSERT INTO schema.table ... ON CONFLICT (key) DO UPDATE
+/// ...`, flushed with a bulk statement derived from the client's own).
+///
+/// **Names.** `function`, `table`, `arguments`, `key`, `writes` and the keys
+/// of `defaults` are SQL identifiers written without quotes: the YAML loader
+/// lower-cases them (ASCII, as PostgreSQL folds unquoted identifiers), and
+/// validation accepts only `[A-Za-z0-9_$]` (plus one `.` between schema
+/// and name in `function`, `table` and `writes`), not starting with a digit
+/// or `$`, at most 63 bytes per part. Quoted (case-sensitive or exotic)
+/// identifiers are therefore not supported. A validated rule always holds
+/// lower-case names.
+///
+/// The YAML form is `#[serde(default)]`: omitted fields take the values of
+/// [`CoalesceRule::default`]; a missing `name` or `key` is reported by
+/// validation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoalesceRule {
+    /// The rule's name (in logs, metrics and `SHOW COALESCE`); non-empty,
+    /// unique among rules.
+    pub name: String,
+    /// The configured database (client-facing `name`) this rule is limited
+    /// to; `None` means every database.
+    pub database: Option<String>,
+    /// The coalesced function, optionally schema-qualified, e.g.
+    /// `entity.update_metadata_optimized`. Exactly one of `function` and
+    /// `table` is set.
+    #[serde(deserialize_with = "deserialize_opt_ident")]
+    pub function: Option<String>,
+    /// The coalesced table of `INSERT ... ON CONFLICT (key) DO UPDATE ...`
+    /// statements, optionally schema-qualified, e.g. `entity.entity_metadata`.
+    #[serde(deserialize_with = "deserialize_opt_ident")]
+    pub table: Option<String>,
+    /// Function rules: the function's parameter names, in order (required,
+    /// non-empty, unique). Table rules: must be empty.
+    #[serde(deserialize_with = "deserialize_idents")]
+    pub arguments: Vec<String>,
+    /// Function rules: the values (text form; YAML `null` = SQL NULL) used
+    /// for trailing arguments a call omits, keyed by argument name. The
+    /// defaulted arguments must be a suffix of `arguments`. Table rules:
+    /// must be empty.
+    #[serde(deserialize_with = "deserialize_defaults")]
+    pub defaults: BTreeMap<String, Option<String>>,
+    /// The coalescing key: for function rules, argument names (a subset of
+    /// `arguments`); for table rules, the `ON CONFLICT` target columns.
+    /// Non-empty, unique.
+    #[serde(deserialize_with = "deserialize_idents")]
+    pub key: Vec<String>,
+    /// Tables this rule's writes land in besides `table`, optionally
+    /// schema-qualified: for a function rule, the tables the function
+    /// writes (the proxy cannot see inside it), e.g.
+    /// `[entity.entity_metadata]`. A statement that references one of them
+    /// (a read, a DELETE, DDL) first flushes the rule's pending writes, so
+    /// readers see acknowledged writes. Default empty; unique.
+    #[serde(deserialize_with = "deserialize_idents")]
+    pub writes: Vec<String>,
+    /// Function rules (required): the bulk statement, taking one `text[]`
+    /// parameter per argument in `arguments` order (`$1` = `arguments[0]`,
+    /// ...), each holding one element per coalesced row, e.g.
+    /// `SELECT entity.update_metadata_batch($1::text[], $2::text[],
+    /// $3::text[]::jsonb[], $4::text[])`. Must use exactly `$1`..`$N` for N
+    /// = `arguments.len()`. Table rules: must be `None` (the flush statement
+    /// is derived from the client's statement).
+    pub flush: Option<String>,
+    /// When writes are acknowledged. Default `flushed`.
+    pub ack: AckMode,
+    /// How long a flush waits for more writes. Default 2 ms; must be > 0.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub flush_interval: Duration,
+    /// Most rows per flush statement. Default 5000; >= 1.
+    pub max_batch: usize,
+    /// Most distinct pending keys for this rule before new writes wait.
+    /// Default 100 000; >= `max_batch`.
+    pub max_pending: usize,
+    /// How long a write waits for room in a full map before it fails.
+    /// Default 5 s; 0 fails at once.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub pending_wait_timeout: Duration,
+    /// `immediate` rules only: rows that fail to flush are appended here as
+    /// JSON lines. `None`: they are only counted and logged.
+    pub rejects_file: Option<PathBuf>,
+}
+
+impl Default for CoalesceRule {
+    /// An empty rule (no name, target or key: not valid by itself) with the
+    /// default tuning.
+    fn default() -> Self {
+        CoalesceRule {
+            name: String::new(),
+            database: None,
+            function: None,
+            table: None,
+            arguments: Vec::new(),
+            defaults: BTreeMap::new(),
+            key: Vec::new(),
+            writes: Vec::new(),
+            flush: None,
+            ack: AckMode::default(),
+            flush_interval: Duration::from_millis(2),
+            max_batch: 5000,
+            max_pending: 100_000,
+            pending_wait_timeout: Duration::from_secs(5),
+            rejects_file: None,
+        }
+    }
+}
+
+impl CoalesceRule {
+    /// Whether the rule applies to the configured database `database`: it
+    /// names no database, or this one.
+    pub fn applies_to(&self, database: &str) -> bool {
+        self.database.as_deref().is_none_or(|db| db == database)
+    }
+
+    /// The function or table the rule targets (`function` wins if, invalidly,
+    /// both are set; empty if neither is).
+    pub fn target(&self) -> &str {
+        self.function
+            .as_deref()
+            .or(self.table.as_deref())
+            .unwrap_or("")
+    }
+
+    /// Whether this is a function rule (as opposed to a table rule).
+    pub fn is_function(&self) -> bool {
+        self.function.is_some()
+    }
+
+    /// The position of argument `name` in `arguments`.
+    pub fn argument_index(&self, name: &str) -> Option<usize> {
+        self.arguments.iter().position(|arg| arg == name)
+    }
+}
+
+/// Lower-cases an unquoted SQL identifier as PostgreSQL folds it (ASCII only).
+fn fold_ident(name: String) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// `deserialize_with` for an optional identifier: lower-cased.
+fn deserialize_opt_ident<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.map(fold_ident))
+}
+
+/// `deserialize_with` for a list of identifiers: each lower-cased.
+fn deserialize_idents<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<String>::deserialize(deserializer)?
+        .into_iter()
+        .map(fold_ident)
+        .collect())
+}
+
+/// `deserialize_with` for `defaults`: argument names lower-cased; two names
+/// that fold to the same one are an error.
+fn deserialize_defaults<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Option<String>>, D::Error> {
+    let raw = BTreeMap::<String, Option<String>>::deserialize(deserializer)?;
+    let mut folded = BTreeMap::new();
+    for (name, value) in raw {
+        let name = fold_ident(name);
+        if folded.contains_key(&name) {
+            return Err(D::Error::custom(format!(
+                "duplicate default for argument {name:?} (names are case-insensitive)"
+            )));
+        }
+        folded.insert(name, value);
+    }
+    Ok(folded)
+}
+
 /// Implements `as_str`, `Display` and `FromStr` for a unit enum from one
 /// table of (variant, YAML spelling), so the three always agree with serde.
 macro_rules! keyword_enum {
@@ -315,3 +529,4 @@ keyword_enum!(
     ScramSha256 => "scram-sha-256",
 );
 keyword_enum!(LogFormat, "log format", Text => "text", Json => "json");
+keyword_enum!(AckMode, "ack mode", Flushed => "flushed", Immediate => "immediate");

@@ -188,6 +188,7 @@ databases:
             },
             Database::new("analytics", "analytics.internal", 5432),
         ],
+        coalesce: vec![],
     };
     let config = parse(&yaml);
     assert_eq!(config, expected);
@@ -558,11 +559,22 @@ fn reference_config_loads() {
         AuthMethod::Md5
     );
     assert_eq!(config.admin_users, vec!["admin".to_string()]);
+    // The reference coalescing rules (checked in detail in tests/coalesce.rs).
+    let names: Vec<&str> = config
+        .rules_for("pgcoalesce")
+        .iter()
+        .map(|rule| rule.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["entity_metadata_function", "entity_metadata_upsert"]
+    );
     // Every key in the reference file spells out its default except the lists.
     let defaults = Config {
         admin_users: config.admin_users.clone(),
         users: config.users.clone(),
         databases: config.databases.clone(),
+        coalesce: config.coalesce.clone(),
         ..Config::default()
     };
     assert_eq!(config, defaults);
