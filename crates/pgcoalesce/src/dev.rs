@@ -8,6 +8,9 @@ use crate::{build_config, init_logging, serve, Cli};
 
 const DATABASE: &str = "pgcoalesce";
 
+/// config/pgcoalesce.yaml, whose coalescing rules `dev` uses.
+const REFERENCE_CONFIG: &str = include_str!("../../../config/pgcoalesce.yaml");
+
 pub async fn run(cli: &Cli) -> Result<()> {
     init_logging(config::LogFormat::Text);
     eprintln!(
@@ -26,6 +29,13 @@ pub async fn run(cli: &Cli) -> Result<()> {
     .await??;
     let upstream = primary.url("postgres", None, DATABASE);
     let mut config = build_config(cli, Some(&upstream))?;
+    if cli.config.is_none() {
+        // The reference coalescing rules, so `dev` shows the proxy's main job.
+        let reference = config::Config::from_yaml(REFERENCE_CONFIG)
+            .context("parsing the built-in reference config")?;
+        config.coalesce = reference.coalesce;
+        config.validate()?;
+    }
     if cli.listen.is_none() {
         config.listen = "127.0.0.1:6432".parse()?;
     }

@@ -136,8 +136,11 @@ fn init_logging(format: LogFormat) {
 async fn serve(config: Config) -> Result<()> {
     let proxy = proxy::Proxy::start(config).await?;
     wait_for_signal().await?;
-    tracing::info!("shutting down");
-    proxy.shutdown().await;
+    tracing::info!("shutting down: flushing pending coalesced writes");
+    let left = proxy.shutdown(std::time::Duration::from_secs(60)).await;
+    if left > 0 {
+        anyhow::bail!("{left} coalesced writes could not be flushed before exit");
+    }
     Ok(())
 }
 

@@ -5,7 +5,10 @@
 //!   [`Proxy`] is the handle the binary and the tests start.
 //! - [`session`]: one client from its startup packet to login.
 //! - [`relay`]: a logged-in client's frames to and from its server
-//!   connection, and the books of what the server still owes.
+//!   connection, and the books of what the server (or the proxy) still owes.
+//! - [`classify`]: what a statement is to the coalescer (sqlparser).
+//! - [`coalesce`]: the last-write-wins map and the bulk flusher.
+//! - [`upsert`]: rows and byte-identical replies of coalesced upserts.
 //! - [`auth`]: client authentication (trust, md5, SCRAM-SHA-256).
 //! - [`server`]: one logged-in connection to Postgres.
 //! - [`pool`]: per (database, user) pools and the RAII [`pool::Lease`].
@@ -30,5 +33,6 @@ pub mod relay;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod upsert;
 
 pub use listener::Proxy;

@@ -17,6 +17,7 @@ use crate::state::Shared;
 /// A running proxy.
 pub struct Proxy {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -49,9 +50,17 @@ impl Proxy {
         })?;
         let shared = Shared::new(config).map_err(StartError::Credentials)?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, stopped));
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
+        if let Some(c) = &shared.coalescer {
+            tokio::spawn(crate::coalesce::log_stats(c.stats.clone()));
+        }
         tracing::info!(%addr, "pgcoalesce listening");
-        Ok(Proxy { addr, stop, task })
+        Ok(Proxy {
+            addr,
+            shared,
+            stop,
+            task,
+        })
     }
 
     /// The address clients connect to.
@@ -59,11 +68,27 @@ impl Proxy {
         self.addr
     }
 
-    /// Stops accepting new clients and waits for the accept loop to end.
-    /// Connected clients finish their sessions.
-    pub async fn shutdown(self) {
+    /// The coalescer, when the config has rules (for tests and the admin side).
+    pub fn coalescer(&self) -> Option<&Arc<crate::coalesce::Coalescer>> {
+        self.shared.coalescer.as_ref()
+    }
+
+    /// Stops accepting new clients, then flushes every pending coalesced
+    /// write (retrying while Postgres is away, up to `flush_limit`).
+    /// Returns the number of writes that could not be flushed.
+    pub async fn shutdown(self, flush_limit: std::time::Duration) -> usize {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        match &self.shared.coalescer {
+            Some(c) => {
+                let left = c.flush_all(flush_limit).await;
+                if left > 0 {
+                    tracing::error!(left, "pending coalesced writes could not be flushed");
+                }
+                left
+            }
+            None => 0,
+        }
     }
 }
 

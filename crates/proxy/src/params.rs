@@ -66,6 +66,11 @@ impl ClientParams {
         self.stamp = fingerprint_hasher().hash_one(entries);
     }
 
+    /// The value the client has for a parameter (lower-cased name).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.wanted.get(key).map(|(_, v)| v.as_str())
+    }
+
     /// Records a ParameterStatus the client saw.
     pub fn observe(&mut self, name: &str, value: &str) {
         self.set(name, value);

@@ -7,17 +7,21 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use wire::build;
 use wire::Frame;
+
+use crate::coalesce::Verdict;
 
 /// One shared statement: its server-side name and the Parse that creates it.
 #[derive(Debug)]
 pub struct SharedStatement {
     pub name: Arc<[u8]>,
     pub parse: Frame,
+    /// Parameter type OIDs, from the server's first ParameterDescription.
+    pub param_oids: OnceLock<Vec<u32>>,
 }
 
 /// The shared statements of one pool, keyed by (query, parameter types).
@@ -44,6 +48,7 @@ impl StatementRegistry {
         let stmt = Arc::new(SharedStatement {
             parse: build::parse(&name, query, param_types),
             name,
+            param_oids: OnceLock::new(),
         });
         map.insert(key, stmt.clone());
         stmt
@@ -60,20 +65,30 @@ impl StatementRegistry {
     }
 }
 
-/// One client's named statements.
+/// A client's statement: the shared one behind it, and what it means for
+/// coalescing.
+#[derive(Debug, Clone)]
+pub struct ClientStatement {
+    pub shared: Arc<SharedStatement>,
+    pub verdict: Verdict,
+}
+
+/// One client's named statements (and its unnamed one when the proxy
+/// handles it itself: a recognized upsert).
 #[derive(Default)]
 pub struct ClientStatements {
-    by_name: HashMap<Vec<u8>, Arc<SharedStatement>>,
+    by_name: HashMap<Vec<u8>, ClientStatement>,
 }
 
 impl ClientStatements {
-    /// Records (or replaces) a client's named statement.
-    pub fn insert(&mut self, name: &[u8], stmt: Arc<SharedStatement>) {
-        self.by_name.insert(name.to_vec(), stmt);
+    /// Records (or replaces) a client's statement.
+    pub fn insert(&mut self, name: &[u8], shared: Arc<SharedStatement>, verdict: Verdict) {
+        self.by_name
+            .insert(name.to_vec(), ClientStatement { shared, verdict });
     }
 
-    /// The shared statement behind a client's name.
-    pub fn get(&self, name: &[u8]) -> Option<&Arc<SharedStatement>> {
+    /// The statement behind a client's name.
+    pub fn get(&self, name: &[u8]) -> Option<&ClientStatement> {
         self.by_name.get(name)
     }
 

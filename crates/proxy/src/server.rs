@@ -318,10 +318,80 @@ impl ServerConn {
         }
     }
 
+    /// Runs one statement with text parameters in its own implicit
+    /// transaction (unnamed statement and portal), for the proxy's own
+    /// writes. `Ok(Err(fields))` is an error the server reported for the
+    /// statement; `Err` means the connection broke.
+    pub async fn execute(
+        &mut self,
+        sql: &str,
+        params: &[Option<&str>],
+    ) -> std::io::Result<Result<Executed, inspect::ErrorFields>> {
+        let mut out = BytesMut::new();
+        out.extend_from_slice(build::parse(b"", sql.as_bytes(), &0i16.to_be_bytes()).raw());
+        out.extend_from_slice(build::bind_text(b"", b"", params).raw());
+        out.extend_from_slice(build::execute(b"", 0).raw());
+        out.extend_from_slice(build::sync().raw());
+        self.write(&out).await?;
+        let mut result = Ok(Executed::default());
+        loop {
+            let frame = self.read_frame().await?;
+            match frame.tag() {
+                b'S' => self.note_parameter(&frame),
+                b'D' => {
+                    if let Ok(done) = &mut result {
+                        done.rows.push(text_row(frame.body()));
+                    }
+                }
+                b'C' => {
+                    if let Ok(done) = &mut result {
+                        done.tag = command_tag(frame.body());
+                    }
+                }
+                b'E' if result.is_ok() => {
+                    result = Err(inspect::error_fields(frame.body()).unwrap_or_default());
+                }
+                b'Z' => {
+                    self.status =
+                        inspect::ready_for_query(frame.body()).unwrap_or(TxStatus::Failed);
+                    return Ok(result);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Says goodbye; errors are irrelevant on a connection being discarded.
     pub async fn terminate(mut self) {
         let _ = self.write(build::terminate().raw()).await;
     }
+}
+
+/// What a statement the proxy ran itself returned.
+#[derive(Debug, Default, Clone)]
+pub struct Executed {
+    pub tag: String,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// The columns of a DataRow in text format.
+fn text_row(body: &[u8]) -> Vec<Option<String>> {
+    let mut r = wire::reader::Reader::new(body);
+    let n = r.i16().unwrap_or(0).max(0);
+    (0..n)
+        .map(|_| match r.i32() {
+            Some(len) if len >= 0 => r
+                .take(len as usize)
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The text of a CommandComplete body.
+pub fn command_tag(body: &[u8]) -> String {
+    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+    String::from_utf8_lossy(&body[..end]).into_owned()
 }
 
 fn need_password(target: &ServerTarget) -> Result<&str, ClientError> {

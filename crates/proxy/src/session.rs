@@ -15,7 +15,7 @@ use wire::{decode_frame, Frame, SqlState, StartupPacket};
 use crate::auth::{AuthStep, ClientAuth};
 use crate::error::ClientError;
 use crate::params::ClientParams;
-use crate::relay::Relay;
+use crate::relay::{Identity, Relay};
 use crate::state::Shared;
 
 /// How long a client may take from connecting to being authenticated.
@@ -230,7 +230,13 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
     out.extend_from_slice(build::backend_key_data(cancel.pid, cancel.secret).raw());
     out.extend_from_slice(build::ready_for_query(TxStatus::Idle).raw());
     io.send(&out).await?;
-    Ok(Some(Relay::new(pool, lease, client_params, cancel)))
+    let who = Identity {
+        coalescer: shared.coalescer.clone().filter(|c| c.active_for(&database)),
+        database,
+        user,
+        barrier_limit: shared.config.pool.query_wait_timeout,
+    };
+    Ok(Some(Relay::new(pool, lease, client_params, cancel, who)))
 }
 
 /// Postgres's spelling of the reported parameters whose names have capitals.

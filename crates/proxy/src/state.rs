@@ -11,6 +11,8 @@ use dashmap::DashMap;
 
 use crate::auth::Credential;
 use crate::cancel::CancelRegistry;
+use crate::classify::RuleShape;
+use crate::coalesce::{Ack, Coalescer, Rule};
 use crate::pool::{Pool, PoolConfig};
 use crate::server::ServerTarget;
 
@@ -20,6 +22,8 @@ pub struct Shared {
     pub credentials: HashMap<String, Credential>,
     pools: DashMap<(String, String), Pool>,
     pub cancels: CancelRegistry,
+    /// Present when the config has coalescing rules.
+    pub coalescer: Option<Arc<Coalescer>>,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
 }
@@ -31,7 +35,11 @@ impl Shared {
         for u in &config.users {
             credentials.insert(u.name.clone(), Credential::for_user(u)?);
         }
+        let rules: Vec<Rule> = config.coalesce.iter().map(rule_from_config).collect();
+        let databases: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
+        let coalescer = (!rules.is_empty()).then(|| Arc::new(Coalescer::new(rules, &databases)));
         Ok(Arc::new(Shared {
+            coalescer,
             config,
             credentials,
             pools: DashMap::new(),
@@ -72,5 +80,43 @@ impl Shared {
                 .or_insert_with(|| Pool::new(target, cfg))
                 .clone(),
         )
+    }
+}
+
+/// A configured coalescing rule, ready for the coalescer.
+fn rule_from_config(r: &config::CoalesceRule) -> Rule {
+    let last = |name: &str| name.rsplit('.').next().unwrap_or(name).to_owned();
+    let barrier_names = r
+        .function
+        .iter()
+        .chain(r.table.iter())
+        .chain(r.writes.iter())
+        .map(|n| last(n))
+        .collect();
+    Rule {
+        name: r.name.clone(),
+        database: r.database.clone(),
+        shape: RuleShape {
+            function: r.function.clone(),
+            table: r.table.clone(),
+            arguments: r.arguments.clone(),
+            defaults: r
+                .defaults
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            key: r.key.clone(),
+        },
+        flush_sql: r.flush.clone(),
+        ack: match r.ack {
+            config::AckMode::Flushed => Ack::Flushed,
+            config::AckMode::Immediate => Ack::Immediate,
+        },
+        flush_interval: r.flush_interval,
+        max_batch: r.max_batch,
+        max_pending: r.max_pending,
+        pending_wait_timeout: r.pending_wait_timeout,
+        rejects_file: r.rejects_file.clone(),
+        barrier_names,
     }
 }

@@ -42,13 +42,18 @@ impl Severity {
 
 /// ErrorResponse ('E') with severity, SQLSTATE and message.
 pub fn error_response(severity: Severity, code: SqlState, message_text: &str) -> Frame {
+    error_response_code(severity, code.code(), message_text)
+}
+
+/// ErrorResponse ('E') carrying a SQLSTATE the server reported.
+pub fn error_response_code(severity: Severity, code: &str, message_text: &str) -> Frame {
     message(b'E', |b| {
         b.put_u8(b'S');
         put_cstr(b, severity.as_str().as_bytes());
         b.put_u8(b'V');
         put_cstr(b, severity.as_str().as_bytes());
         b.put_u8(b'C');
-        put_cstr(b, code.code().as_bytes());
+        put_cstr(b, code.as_bytes());
         b.put_u8(b'M');
         put_cstr(b, message_text.as_bytes());
         b.put_u8(0);
@@ -231,6 +236,74 @@ pub fn bind(portal: &[u8], statement: &[u8], rest: &[u8]) -> Frame {
         put_cstr(b, statement);
         b.put_slice(rest);
     })
+}
+
+/// Bind ('B') with every parameter in text format (`None` is NULL) and
+/// text results.
+pub fn bind_text(portal: &[u8], statement: &[u8], params: &[Option<&str>]) -> Frame {
+    message(b'B', |b| {
+        put_cstr(b, portal);
+        put_cstr(b, statement);
+        b.put_i16(0); // all parameters in text format
+        b.put_i16(params.len() as i16);
+        for p in params {
+            match p {
+                Some(v) => {
+                    b.put_i32(v.len() as i32);
+                    b.put_slice(v.as_bytes());
+                }
+                None => b.put_i32(-1),
+            }
+        }
+        b.put_i16(0); // all results in text format
+    })
+}
+
+/// Execute ('E') of a portal, `max_rows` 0 meaning all.
+pub fn execute(portal: &[u8], max_rows: i32) -> Frame {
+    message(b'E', |b| {
+        put_cstr(b, portal);
+        b.put_i32(max_rows);
+    })
+}
+
+/// RowDescription ('T') of one column: name, table OID 0, attribute 0,
+/// type OID and size, type modifier -1, and format code.
+pub fn row_description_one(name: &str, type_oid: u32, type_size: i16, format: i16) -> Frame {
+    message(b'T', |b| {
+        b.put_i16(1);
+        put_cstr(b, name.as_bytes());
+        b.put_u32(0);
+        b.put_i16(0);
+        b.put_u32(type_oid);
+        b.put_i16(type_size);
+        b.put_i32(-1);
+        b.put_i16(format);
+    })
+}
+
+/// DataRow ('D') of one non-NULL column.
+pub fn data_row_one(value: &[u8]) -> Frame {
+    message(b'D', |b| {
+        b.put_i16(1);
+        b.put_i32(value.len() as i32);
+        b.put_slice(value);
+    })
+}
+
+/// CommandComplete ('C') with its tag ("SELECT 1", "INSERT 0 1").
+pub fn command_complete(tag: &str) -> Frame {
+    message(b'C', |b| put_cstr(b, tag.as_bytes()))
+}
+
+/// BindComplete ('2').
+pub fn bind_complete() -> Frame {
+    message(b'2', |_| {})
+}
+
+/// NoData ('n').
+pub fn no_data() -> Frame {
+    message(b'n', |_| {})
 }
 
 /// Describe ('D') of a prepared statement.

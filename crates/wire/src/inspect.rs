@@ -198,3 +198,100 @@ pub fn error_fields(body: &[u8]) -> Option<ErrorFields> {
         }
     }
 }
+
+/// The parameter section of a Bind body (everything after the portal and
+/// statement names, i.e. [`Bind::rest`]), decoded without copying: the
+/// values borrow from the message body.
+///
+/// Layout (see Bind in
+/// <https://www.postgresql.org/docs/current/protocol-message-formats.html>):
+/// Int16 C, Int16\[C\] parameter format codes; Int16 N, then N times Int32
+/// length (-1 for NULL) and that many bytes; Int16 R, Int16\[R\] result
+/// column format codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindParams<'a> {
+    /// Parameter format codes as sent: none means every parameter is text,
+    /// one applies to every parameter, otherwise one per parameter. Codes
+    /// are not checked here (Postgres answers an unknown code with an
+    /// ordinary error, not a protocol violation).
+    pub formats: Vec<i16>,
+    /// Parameter values in order; `None` is NULL (length -1).
+    pub values: Vec<Option<&'a [u8]>>,
+    /// Result column format codes as sent, by the same 0/1/N rule. Their
+    /// count cannot be checked without the statement's row description.
+    pub result_formats: Vec<i16>,
+}
+
+impl BindParams<'_> {
+    /// The effective format code of parameter `i` (0 text, 1 binary): text
+    /// when no codes were sent, the single code when one was sent, else the
+    /// parameter's own code. An index past the codes gives 0.
+    pub fn format_of(&self, i: usize) -> i16 {
+        effective_format(&self.formats, i)
+    }
+
+    /// The effective format code of result column `column`, by the same rule
+    /// as [`BindParams::format_of`]. A column past the codes gives 0 (Postgres
+    /// rejects such a Bind when the statement runs).
+    pub fn result_format_of(&self, column: usize) -> i16 {
+        effective_format(&self.result_formats, column)
+    }
+}
+
+/// The 0 / 1 / one-per-item rule shared by parameter and result formats.
+fn effective_format(codes: &[i16], i: usize) -> i16 {
+    match codes {
+        [] => 0,
+        [only] => *only,
+        many => many.get(i).copied().unwrap_or(0),
+    }
+}
+
+/// Decodes `rest` as returned by [`bind`] (the Bind body after the two
+/// names). `None` if malformed: a truncated count or code, a value length
+/// below -1 or past the end of the body, a parameter format count other than
+/// 0, 1 or the number of values, or bytes after the result format codes.
+///
+/// The three counts are read as unsigned 16-bit integers, as the server does
+/// (`pq_getmsgint(msg, 2)` in `exec_bind_message`), so a statement with more
+/// than 32767 parameters (libpq allows 65535) is not mistaken for a
+/// malformed message.
+pub fn bind_params(rest: &[u8]) -> Option<BindParams<'_>> {
+    let mut r = Reader::new(rest);
+    let formats = codes(&mut r)?;
+    let n = r.i16()? as u16 as usize;
+    if formats.len() > 1 && formats.len() != n {
+        return None;
+    }
+    // Each value needs at least its 4-byte length: bound the allocation by
+    // what the body can hold, not by what the count claims.
+    let mut values = Vec::with_capacity(n.min(r.rest().len() / 4));
+    for _ in 0..n {
+        let len = r.i32()?;
+        values.push(match len {
+            -1 => None,
+            len if len < 0 => return None,
+            len => Some(r.take(len as usize)?),
+        });
+    }
+    let result_formats = codes(&mut r)?;
+    if !r.rest().is_empty() {
+        return None;
+    }
+    Some(BindParams {
+        formats,
+        values,
+        result_formats,
+    })
+}
+
+/// An Int16 count (unsigned, as the server reads it) and that many Int16 codes.
+fn codes(r: &mut Reader<'_>) -> Option<Vec<i16>> {
+    let n = r.i16()? as u16 as usize;
+    let raw = r.take(n.checked_mul(2)?)?;
+    Some(
+        raw.chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect(),
+    )
+}

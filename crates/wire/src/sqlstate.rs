@@ -26,6 +26,8 @@ impl SqlState {
     pub const ADMIN_SHUTDOWN: SqlState = SqlState("57P01");
     /// 57014 query_canceled (also used when a wait for a server times out)
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
+    /// 53400 configuration_limit_exceeded
+    pub const CONFIGURATION_LIMIT_EXCEEDED: SqlState = SqlState("53400");
     /// 54000 program_limit_exceeded
     pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
     /// XX000 internal_error

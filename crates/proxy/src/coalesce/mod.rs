@@ -1,3 +1,440 @@
-//! Upsert coalescing (being written).
+//! Upsert coalescing: recognized upserts go into a last-write-wins map per
+//! (database, role, statement shape) instead of to Postgres, and a flusher
+//! writes the survivors in one bulk statement per flush.
+//!
+//! - [`group`]: one group's pending writes, their order and watermark.
+//! - [`flush`]: the flusher loop around `flush_once`, the bulk statement,
+//!   row-by-row isolation of bad rows, retries while Postgres is away.
+//! - [`values`]: parameter values to text, and text[] array literals.
+//!
+//! The relay asks [`Coalescer::inspect`] what a statement is, hands
+//! recognized upserts to [`Coalescer::submit`], and calls
+//! [`Coalescer::barrier`] before forwarding anything that touches a
+//! coalesced table or function, so every client reads its acknowledged writes.
 
+pub mod flush;
+pub mod group;
 pub mod values;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::{oneshot, watch, Notify};
+use wire::SqlState;
+
+use crate::classify::{self, Classified, RuleShape, Template};
+use crate::error::ClientError;
+use crate::pool::Pool;
+
+pub use group::{AckResult, Rejection};
+
+/// When a writer hears back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// When its write is in the map (write-behind).
+    Immediate,
+    /// When the flush that carried its write has committed.
+    Flushed,
+}
+
+/// One coalescing rule, ready for use.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// Only for this database; `None` for every database.
+    pub database: Option<String>,
+    pub shape: RuleShape,
+    /// Function rules: the bulk statement taking one text[] per argument.
+    pub flush_sql: Option<String>,
+    pub ack: Ack,
+    pub flush_interval: Duration,
+    pub max_batch: usize,
+    pub max_pending: usize,
+    pub pending_wait_timeout: Duration,
+    pub rejects_file: Option<PathBuf>,
+    /// Lower-cased unqualified names whose mention in another statement
+    /// needs this rule's pending writes flushed first.
+    pub barrier_names: Vec<String>,
+}
+
+/// What the relay should do with a statement.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Not related to coalescing.
+    Irrelevant,
+    /// A recognized upsert.
+    Upsert(Arc<Template>),
+    /// Touches coalesced objects of these rules (indexes into the
+    /// database's rules), or of all of them (`None`: unparseable).
+    Touches(Option<Vec<usize>>),
+}
+
+/// The rules of one database, with what recognition needs.
+struct DbRules {
+    rules: Vec<Arc<Rule>>,
+    shapes: Vec<RuleShape>,
+    /// Lower-cased names; a statement mentioning none is irrelevant.
+    needles: Vec<String>,
+}
+
+/// Identity of a group: writes that are flushed together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub database: String,
+    pub user: String,
+    pub rule: usize,
+    pub columns: Vec<String>,
+    pub update_clause: Option<String>,
+    pub table_alias: Option<String>,
+}
+
+/// Counters, for logs now and the metrics endpoint later.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    pub merged: AtomicU64,
+    pub flushed_rows: AtomicU64,
+    pub flush_batches: AtomicU64,
+    pub flush_failures: AtomicU64,
+    pub rejected: AtomicU64,
+    /// Sum of flush latencies in microseconds (with `flush_batches`, the mean).
+    pub flush_micros: AtomicU64,
+}
+
+/// One group: its pending writes and its flusher's signals.
+pub struct Group {
+    pub key: GroupKey,
+    pub rule: Arc<Rule>,
+    pub template: Arc<Template>,
+    pub pool: Pool,
+    pub pending: Mutex<group::Pending>,
+    /// Work arrived, or a barrier wants a flush now.
+    pub wake: Notify,
+    /// The watermark after each flush.
+    pub progress: watch::Sender<u64>,
+    /// Held for the whole of a flush: flushes of a group never overlap, so
+    /// an older value can never land after a newer one.
+    pub flushing: tokio::sync::Mutex<()>,
+    /// The bulk statement, built at the first flush.
+    pub flush_sql: std::sync::OnceLock<String>,
+}
+
+impl Group {
+    fn lock(&self) -> std::sync::MutexGuard<'_, group::Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// All coalescing state of one proxy.
+pub struct Coalescer {
+    by_db: HashMap<String, DbRules>,
+    /// Rules without a database, for databases not named by any rule.
+    any_db: DbRules,
+    groups: DashMap<GroupKey, Arc<Group>>,
+    verdicts: DashMap<(String, Bytes), Verdict>,
+    pub stats: Arc<Stats>,
+    stop: watch::Sender<bool>,
+}
+
+/// Verdicts cached per statement text, at most this many.
+const VERDICT_CACHE: usize = 10_000;
+
+impl Coalescer {
+    /// Prepares the rules for each configured database.
+    pub fn new(rules: Vec<Rule>, databases: &[String]) -> Coalescer {
+        let rules: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
+        let for_db = |db: Option<&str>| {
+            let chosen: Vec<Arc<Rule>> = rules
+                .iter()
+                .filter(|r| r.database.is_none() || r.database.as_deref() == db)
+                .cloned()
+                .collect();
+            DbRules {
+                shapes: chosen.iter().map(|r| r.shape.clone()).collect(),
+                needles: chosen
+                    .iter()
+                    .flat_map(|r| r.barrier_names.iter().cloned())
+                    .collect(),
+                rules: chosen,
+            }
+        };
+        let by_db = databases
+            .iter()
+            .map(|d| (d.clone(), for_db(Some(d))))
+            .collect();
+        Coalescer {
+            by_db,
+            any_db: for_db(None),
+            groups: DashMap::new(),
+            verdicts: DashMap::new(),
+            stats: Arc::new(Stats::default()),
+            stop: watch::channel(false).0,
+        }
+    }
+
+    fn rules(&self, db: &str) -> &DbRules {
+        self.by_db.get(db).unwrap_or(&self.any_db)
+    }
+
+    /// Whether any rule applies to `db`.
+    pub fn active_for(&self, db: &str) -> bool {
+        !self.rules(db).rules.is_empty()
+    }
+
+    /// What `sql` is with respect to `db`'s rules (cached per text).
+    pub fn inspect(&self, db: &str, sql: &[u8]) -> Verdict {
+        let rules = self.rules(db);
+        if rules.rules.is_empty() || !mentions_any(sql, &rules.needles) {
+            return Verdict::Irrelevant;
+        }
+        let key = (db.to_owned(), Bytes::copy_from_slice(sql));
+        if let Some(v) = self.verdicts.get(&key) {
+            return v.clone();
+        }
+        let verdict = match std::str::from_utf8(sql) {
+            Err(_) => Verdict::Touches(None),
+            Ok(text) => match classify::classify(text, &rules.shapes) {
+                Classified::Upsert(t) => Verdict::Upsert(Arc::new(t)),
+                Classified::Unparsed => Verdict::Touches(None),
+                Classified::Mentions(names) => {
+                    let hit: Vec<usize> = rules
+                        .rules
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.barrier_names.iter().any(|n| names.contains(n)))
+                        .map(|(i, _)| i)
+                        .collect();
+                    if hit.is_empty() {
+                        Verdict::Irrelevant
+                    } else {
+                        Verdict::Touches(Some(hit))
+                    }
+                }
+            },
+        };
+        if self.verdicts.len() >= VERDICT_CACHE {
+            self.verdicts.clear();
+        }
+        self.verdicts.insert(key, verdict.clone());
+        verdict
+    }
+
+    /// The ack mode of a recognized upsert's rule.
+    pub fn ack_mode(&self, db: &str, template: &Template) -> Ack {
+        self.rules(db)
+            .rules
+            .get(template.rule)
+            .map_or(Ack::Flushed, |r| r.ack)
+    }
+
+    /// Takes a recognized write into its group. `Ok(Some(rx))` resolves
+    /// when it landed (flushed mode); `Ok(None)` means it is acknowledged now
+    /// (immediate). When the map is full, waits up to the rule's
+    /// `pending_wait_timeout` for room, then fails: nothing is dropped
+    /// silently.
+    pub async fn submit(
+        &self,
+        group: &Group,
+        row: Vec<Option<String>>,
+    ) -> Result<Option<oneshot::Receiver<AckResult>>, ClientError> {
+        let rule = &group.rule;
+        let key: Vec<Option<String>> = group
+            .template
+            .key
+            .iter()
+            .map(|&i| row.get(i).cloned().flatten())
+            .collect();
+        let deadline = tokio::time::Instant::now() + rule.pending_wait_timeout;
+        let mut progress = group.progress.subscribe();
+        let mut row = Some(row);
+        loop {
+            let taken = {
+                let mut pending = group.lock();
+                if pending.len() >= rule.max_pending && !pending.contains(&key) {
+                    None
+                } else {
+                    let (tx, rx) = match rule.ack {
+                        Ack::Flushed => {
+                            let (tx, rx) = oneshot::channel();
+                            (Some(tx), Some(rx))
+                        }
+                        Ack::Immediate => (None, None),
+                    };
+                    let merged_before = pending.merged;
+                    pending.insert(key.clone(), row.take().unwrap_or_default(), tx);
+                    Some((pending.merged > merged_before, pending.len(), rx))
+                }
+            };
+            if let Some((merged, len, rx)) = taken {
+                self.stats.received.fetch_add(1, Ordering::Relaxed);
+                if merged {
+                    self.stats.merged.fetch_add(1, Ordering::Relaxed);
+                }
+                if len >= rule.max_batch || len == 1 {
+                    group.wake.notify_one();
+                }
+                return Ok(rx);
+            }
+            // Full: make the flusher go, and wait for room.
+            group.wake.notify_one();
+            if tokio::time::timeout_at(deadline, progress.changed())
+                .await
+                .is_err()
+            {
+                return Err(ClientError::error(
+                    SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+                    format!(
+                        "coalescing rule {}: {} writes are pending and none landed within {} ms",
+                        rule.name,
+                        rule.max_pending,
+                        rule.pending_wait_timeout.as_millis()
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// The group a recognized write of `user` on `db` belongs to, created
+    /// (with its flusher) on first use. Callers cache it per template.
+    pub fn group(
+        &self,
+        db: &str,
+        user: &str,
+        pool: &Pool,
+        template: &Arc<Template>,
+    ) -> Result<Arc<Group>, ClientError> {
+        let key = GroupKey {
+            database: db.to_owned(),
+            user: user.to_owned(),
+            rule: template.rule,
+            columns: template.columns.clone(),
+            update_clause: template.update_clause.clone(),
+            table_alias: template.table_alias.clone(),
+        };
+        if let Some(g) = self.groups.get(&key) {
+            return Ok(g.clone());
+        }
+        let rule = self
+            .rules(db)
+            .rules
+            .get(template.rule)
+            .cloned()
+            .ok_or_else(|| {
+                ClientError::error(SqlState::INTERNAL_ERROR, "unknown coalescing rule")
+            })?;
+        let entry = self.groups.entry(key.clone()).or_insert_with(|| {
+            let group = Arc::new(Group {
+                key,
+                rule,
+                template: template.clone(),
+                pool: pool.clone(),
+                pending: Mutex::new(group::Pending::default()),
+                wake: Notify::new(),
+                progress: watch::channel(0).0,
+                flushing: tokio::sync::Mutex::new(()),
+                flush_sql: std::sync::OnceLock::new(),
+            });
+            tokio::spawn(flush::run(
+                group.clone(),
+                self.stats.clone(),
+                self.stop.subscribe(),
+            ));
+            group
+        });
+        Ok(entry.clone())
+    }
+
+    /// Waits until every write to the rules `touched` (all of `db`'s rules
+    /// when `None`) that was pending when it was called has landed: the
+    /// sequence watermark, so a stream of newer writes never starves it.
+    pub async fn barrier(
+        &self,
+        db: &str,
+        touched: Option<&[usize]>,
+        limit: Duration,
+    ) -> Result<(), ClientError> {
+        let groups: Vec<Arc<Group>> = self
+            .groups
+            .iter()
+            .filter(|g| g.key.database == db && touched.is_none_or(|t| t.contains(&g.key.rule)))
+            .map(|g| g.clone())
+            .collect();
+        let deadline = tokio::time::Instant::now() + limit;
+        for g in groups {
+            let target = g.lock().last_seq();
+            let mut progress = g.progress.subscribe();
+            while g.lock().watermark() < target {
+                g.wake.notify_one();
+                if tokio::time::timeout_at(deadline, progress.changed())
+                    .await
+                    .is_err()
+                {
+                    return Err(ClientError::error(
+                        SqlState::QUERY_CANCELED,
+                        "timed out waiting for pending coalesced writes to land before this statement",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pending distinct keys over all groups.
+    pub fn pending(&self) -> usize {
+        self.groups.iter().map(|g| g.lock().len()).sum()
+    }
+
+    /// Flushes everything pending (shutdown), retrying while Postgres is
+    /// away until `limit` passes. Returns the keys still pending.
+    pub async fn flush_all(&self, limit: Duration) -> usize {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + limit;
+        let groups: Vec<Arc<Group>> = self.groups.iter().map(|g| g.clone()).collect();
+        for g in &groups {
+            while !g.lock().is_empty() && tokio::time::Instant::now() < deadline {
+                if !flush::flush_once(g, &self.stats).await {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.pending()
+    }
+}
+
+/// Whether `sql` contains any needle, ignoring ASCII case.
+fn mentions_any(sql: &[u8], needles: &[String]) -> bool {
+    needles.iter().any(|n| {
+        let n = n.as_bytes();
+        !n.is_empty() && sql.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    })
+}
+
+/// Logs the counters every 10 s while they change.
+pub async fn log_stats(stats: Arc<Stats>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut last = 0;
+    loop {
+        tick.tick().await;
+        let received = stats.received.load(Ordering::Relaxed);
+        if received == last {
+            continue;
+        }
+        last = received;
+        let batches = stats.flush_batches.load(Ordering::Relaxed).max(1);
+        tracing::info!(
+            received,
+            merged = stats.merged.load(Ordering::Relaxed),
+            flushed_rows = stats.flushed_rows.load(Ordering::Relaxed),
+            flush_batches = stats.flush_batches.load(Ordering::Relaxed),
+            flush_failures = stats.flush_failures.load(Ordering::Relaxed),
+            rejected = stats.rejected.load(Ordering::Relaxed),
+            mean_flush_us = stats.flush_micros.load(Ordering::Relaxed) / batches,
+            "coalescing"
+        );
+    }
+}

@@ -1,15 +1,18 @@
 //! The relay loop of a logged-in client: forwards its frames to a server
 //! connection and the server's replies back, rewriting named prepared
-//! statements onto the pool's shared names and answering for the ones the
-//! proxy handles itself.
+//! statements onto the pool's shared names, answering for the ones the
+//! proxy handles itself, and handing recognized upserts to the coalescer.
 //!
-//! What the server still owes is tracked as a queue of [`Pending`] replies,
-//! one per forwarded message, so the proxy knows exactly when an exchange is
-//! over (and the connection may go back to the pool), where to insert the
-//! replies it makes up, and which replies to swallow.
+//! What is still owed to the client is tracked as a queue of
+//! [`exchange::Pending`] replies, one per message, so the proxy knows
+//! exactly when an exchange is over (and the connection may go back to the
+//! pool), where to insert the replies it makes up, and which to swallow.
 
-use std::collections::VecDeque;
+mod exchange;
+
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use config::PoolMode;
@@ -18,6 +21,8 @@ use wire::inspect::{self, Target, TxStatus};
 use wire::{Frame, SqlState};
 
 use crate::cancel::{CancelKey, CancelTarget};
+use crate::classify::Template;
+use crate::coalesce::{AckResult, Coalescer, Group, Verdict};
 use crate::error::ClientError;
 use crate::params::ClientParams;
 use crate::pinning;
@@ -25,31 +30,8 @@ use crate::pool::{Lease, Pool};
 use crate::prepared::{ClientStatements, SharedStatement};
 use crate::server::{lost, ServerConn};
 use crate::session::ClientIo;
-
-/// A reply the server (or the proxy) still owes the client, in order.
-#[derive(Debug)]
-enum Pending {
-    /// ParseComplete. `created` names a shared statement this Parse creates
-    /// on the server (forgotten again if the Parse fails); `forward` is false
-    /// for a Parse the proxy injected, whose reply the client never asked for.
-    Parse {
-        created: Option<Arc<[u8]>>,
-        forward: bool,
-    },
-    Bind,
-    /// ParameterDescription, then RowDescription or NoData.
-    DescribeStatement,
-    /// RowDescription or NoData.
-    DescribePortal,
-    /// Rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
-    Execute,
-    Close,
-    Sync,
-    /// A simple Query or FunctionCall: everything up to ReadyForQuery.
-    UntilReady,
-    /// A reply the proxy makes up, sent when it reaches the front.
-    Synthetic(Frame),
-}
+use crate::upsert;
+use exchange::{Exchange, Pending};
 
 /// The client's hold on a server connection.
 enum Link {
@@ -70,14 +52,22 @@ impl Link {
     }
 }
 
-/// Replies owed and bytes on their way to the client.
-struct Exchange {
-    pending: VecDeque<Pending>,
-    /// After an error in an extended-protocol exchange with no Sync queued,
-    /// the server ignores everything up to the next Sync: so must the books.
-    server_skipping: bool,
-    to_client: BytesMut,
-    params: ClientParams,
+/// Who the client is, for the coalescer.
+pub struct Identity {
+    pub database: String,
+    pub user: String,
+    /// Rules apply to this client's database.
+    pub coalescer: Option<Arc<Coalescer>>,
+    /// Longest wait for pending writes before a statement that touches them.
+    pub barrier_limit: Duration,
+}
+
+/// A portal bound by an intercepted upsert: the replies its Describe and
+/// Execute get.
+struct Intercepted {
+    template: Arc<Template>,
+    result_format: i16,
+    ack: Option<tokio::sync::oneshot::Receiver<AckResult>>,
 }
 
 /// A logged-in client's relay state.
@@ -86,34 +76,40 @@ pub struct Relay {
     link: Link,
     statements: ClientStatements,
     cancel: CancelKey,
+    who: Identity,
+    portals: HashMap<Vec<u8>, Intercepted>,
+    /// Coalescing groups by template address; the template is held here so
+    /// its address cannot be reused while cached.
+    groups: HashMap<usize, (Arc<Template>, Arc<Group>)>,
     x: Exchange,
-    /// The proxy failed a request without a server (no connection could be
-    /// had): it drops the client's messages up to the next Sync itself.
-    local_skipping: bool,
     to_server: BytesMut,
 }
 
 enum Event {
     Client(std::io::Result<bool>),
     Server(std::io::Result<()>),
+    Ack(AckResult),
 }
 
 impl Relay {
     /// Starts relaying with the connection used for login, which is kept in
     /// session mode and returned at once in transaction mode.
-    pub fn new(pool: Pool, lease: Lease, params: ClientParams, cancel: CancelKey) -> Relay {
+    pub fn new(
+        pool: Pool,
+        lease: Lease,
+        params: ClientParams,
+        cancel: CancelKey,
+        who: Identity,
+    ) -> Relay {
         let mut relay = Relay {
             pool,
             link: Link::Attached(lease),
             statements: ClientStatements::default(),
             cancel,
-            x: Exchange {
-                pending: VecDeque::new(),
-                server_skipping: false,
-                to_client: BytesMut::with_capacity(16 * 1024),
-                params,
-            },
-            local_skipping: false,
+            who,
+            portals: HashMap::new(),
+            groups: HashMap::new(),
+            x: Exchange::new(params),
             to_server: BytesMut::with_capacity(8 * 1024),
         };
         relay.set_cancel_target();
@@ -132,7 +128,7 @@ impl Relay {
         if !self.x.to_client.is_empty() {
             let _ = io.send(&self.x.to_client).await;
         }
-        let broken = !self.x.pending.is_empty();
+        let broken = self.x.pending.iter().any(|p| !p.is_local());
         let session_mode = self.pool.mode() == PoolMode::Session;
         if let Some(lease) = self.link.lease() {
             lease.in_flight |= broken || result.is_err();
@@ -156,23 +152,37 @@ impl Relay {
                 }
                 self.to_server.clear();
             }
-            self.x.drain_synthetic();
+            self.x.drain_local();
             if !self.x.to_client.is_empty() {
                 io.send(&self.x.to_client).await?;
                 self.x.to_client.clear();
             }
             self.release_if_done();
 
-            let event = match self.link.lease() {
-                None => Event::Client(io.fill().await),
-                Some(lease) => tokio::select! {
+            let ack = match self.x.pending.front_mut() {
+                Some(Pending::Ack { rx, .. }) => Some(rx),
+                _ => None,
+            };
+            let event = match (self.link.lease(), ack) {
+                (None, None) => Event::Client(io.fill().await),
+                (None, Some(rx)) => tokio::select! {
+                    r = io.fill() => Event::Client(r),
+                    a = rx => Event::Ack(a.unwrap_or_else(|_| Err(shutting_down()))),
+                },
+                (Some(lease), None) => tokio::select! {
                     r = io.fill() => Event::Client(r),
                     r = lease.fill() => Event::Server(r),
+                },
+                (Some(lease), Some(rx)) => tokio::select! {
+                    r = io.fill() => Event::Client(r),
+                    r = lease.fill() => Event::Server(r),
+                    a = rx => Event::Ack(a.unwrap_or_else(|_| Err(shutting_down()))),
                 },
             };
             match event {
                 Event::Client(Ok(true)) => {}
                 Event::Client(Ok(false)) | Event::Client(Err(_)) => return Ok(()),
+                Event::Ack(result) => self.x.settle_ack(result),
                 Event::Server(r) => {
                     r.map_err(lost)?;
                     let Some(lease) = self.link.lease() else {
@@ -186,126 +196,267 @@ impl Relay {
         }
     }
 
-    /// Forwards one client message, checking out a server first if needed.
+    /// Handles one client message.
     async fn on_client(&mut self, frame: Frame) -> Result<(), ClientError> {
-        if self.local_skipping {
-            if frame.tag() == b'S' {
-                self.local_skipping = false;
-                self.x
-                    .to_client
-                    .extend_from_slice(build::ready_for_query(TxStatus::Idle).raw());
-            }
-            return Ok(());
-        }
-        if self.link.lease().is_none() {
-            if let Err(e) = self.attach().await {
-                if e.is_fatal() {
-                    return Err(e);
-                }
-                tracing::warn!(error = %e, "no server connection for a client request");
-                self.x.to_client.extend_from_slice(e.to_frame().raw());
-                match frame.tag() {
-                    b'Q' | b'F' | b'S' => self
-                        .x
-                        .to_client
-                        .extend_from_slice(build::ready_for_query(TxStatus::Idle).raw()),
-                    _ => self.local_skipping = true,
-                }
-                return Ok(());
-            }
-        }
-        let Some(lease) = self.link.lease() else {
-            return Ok(());
-        };
         let tag = frame.tag();
+        if self.x.local_skipping {
+            if tag == b'S' {
+                self.x.local_skipping = false;
+                self.portals.clear();
+                self.x.push_local(build::ready_for_query(TxStatus::Idle));
+            }
+            return Ok(());
+        }
         if self.x.server_skipping && tag != b'S' {
             // The server discards this unseen; no books to keep.
             self.to_server.extend_from_slice(frame.raw());
             return Ok(());
         }
-        let mut pin = false;
         match tag {
-            b'Q' => {
-                let sql = inspect::password(frame.body()).ok_or_else(|| malformed("Query"))?;
-                pin = self.note_effects(sql);
-                self.forward(frame, Some(Pending::UntilReady));
-            }
-            b'P' => {
-                let p = inspect::parse(frame.body()).ok_or_else(|| malformed("Parse"))?;
-                pin = self.note_effects(p.query);
-                let Some(lease) = self.link.lease() else {
-                    return Ok(());
-                };
-                if p.statement.is_empty() {
+            b'Q' => self.on_query(frame).await,
+            b'P' => self.on_parse(frame).await,
+            b'B' => self.on_bind(frame).await,
+            b'D' => self.on_describe(frame).await,
+            b'E' => self.on_execute(frame).await,
+            b'C' => self.on_close(frame).await,
+            b'S' => self.on_sync(frame).await,
+            b'H' => {
+                if self.link.lease().is_some() {
                     self.to_server.extend_from_slice(frame.raw());
-                    self.x.pending.push_back(Pending::Parse {
-                        created: None,
-                        forward: true,
-                    });
-                } else {
-                    let shared = self.pool.statements().intern(p.query, p.param_types);
-                    self.statements.insert(p.statement, shared.clone());
-                    if lease.prepared.contains(&shared.name) {
-                        self.x
-                            .pending
-                            .push_back(Pending::Synthetic(build::parse_complete()));
-                    } else {
-                        prepare_on(lease, &shared, true, &mut self.to_server, &mut self.x);
-                    }
                 }
+                Ok(())
             }
-            b'B' => {
-                let b = inspect::bind(frame.body()).ok_or_else(|| malformed("Bind"))?;
-                match self.statements.get(b.statement) {
-                    Some(shared) if !b.statement.is_empty() => {
-                        prepare_on(lease, shared, false, &mut self.to_server, &mut self.x);
-                        let bind = build::bind(b.portal, &shared.name, b.rest);
-                        self.to_server.extend_from_slice(bind.raw());
-                    }
-                    _ => self.to_server.extend_from_slice(frame.raw()),
+            b'p' => Err(ClientError::fatal(
+                SqlState::PROTOCOL_VIOLATION,
+                "unexpected password message",
+            )),
+            b'F' => {
+                if self.server(tag).await? {
+                    self.forward(frame, Some(Pending::UntilReady));
                 }
-                self.x.pending.push_back(Pending::Bind);
+                Ok(())
             }
-            b'D' => match inspect::target(frame.body()).ok_or_else(|| malformed("Describe"))? {
-                Target::Statement(name) => {
-                    match self.statements.get(name) {
-                        Some(shared) if !name.is_empty() => {
-                            prepare_on(lease, shared, false, &mut self.to_server, &mut self.x);
-                            let d = build::describe_statement(&shared.name);
-                            self.to_server.extend_from_slice(d.raw());
+            // CopyData/CopyDone/CopyFail and anything newer: the server
+            // decides; none has a reply of its own.
+            _ => {
+                if self.server(tag).await? {
+                    self.forward(frame, None);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_query(&mut self, frame: Frame) -> Result<(), ClientError> {
+        let sql = inspect::password(frame.body()).ok_or_else(|| malformed("Query"))?;
+        let verdict = self.verdict(sql);
+        if let Verdict::Upsert(t) = &verdict {
+            if self.can_intercept() {
+                if let Some(row) = upsert::row_from_literals(t) {
+                    let mut ok = upsert::simple_replies(t);
+                    ok.push(build::ready_for_query(TxStatus::Idle));
+                    match self.submit(t, row).await {
+                        Ok(Some(rx)) => self.x.pending.push_back(Pending::Ack {
+                            rx,
+                            ok,
+                            simple: true,
+                        }),
+                        Ok(None) => ok.into_iter().for_each(|f| self.x.push_local(f)),
+                        Err(e) => {
+                            self.x.push_local(e.to_frame());
+                            self.x.push_local(build::ready_for_query(TxStatus::Idle));
                         }
-                        _ => self.to_server.extend_from_slice(frame.raw()),
                     }
-                    self.x.pending.push_back(Pending::DescribeStatement);
+                    return Ok(());
                 }
-                Target::Portal(_) => self.forward(frame, Some(Pending::DescribePortal)),
-            },
-            b'C' => match inspect::target(frame.body()).ok_or_else(|| malformed("Close"))? {
-                Target::Statement(name) if !name.is_empty() => {
-                    // Shared statements stay on the server for other clients;
-                    // closing a name that does not exist is no error either.
-                    self.statements.remove(name);
-                    self.x
-                        .pending
-                        .push_back(Pending::Synthetic(build::close_complete()));
-                }
-                _ => self.forward(frame, Some(Pending::Close)),
-            },
-            b'E' => self.forward(frame, Some(Pending::Execute)),
-            b'S' => self.forward(frame, Some(Pending::Sync)),
-            b'F' => self.forward(frame, Some(Pending::UntilReady)),
-            b'p' => {
-                return Err(ClientError::fatal(
-                    SqlState::PROTOCOL_VIOLATION,
-                    "unexpected password message",
-                ))
             }
-            // Flush, CopyData/CopyDone/CopyFail and anything newer: the
-            // server decides; none has a reply of its own.
-            _ => self.forward(frame, None),
+        }
+        self.barrier(&verdict).await?;
+        if !self.server(b'Q').await? {
+            return Ok(());
+        }
+        let pin = self.note_effects(sql);
+        self.forward(frame, Some(Pending::UntilReady));
+        if pin {
+            self.pin();
+        }
+        Ok(())
+    }
+
+    async fn on_parse(&mut self, frame: Frame) -> Result<(), ClientError> {
+        let p = inspect::parse(frame.body()).ok_or_else(|| malformed("Parse"))?;
+        let verdict = self.verdict(p.query);
+        if let Verdict::Upsert(_) = verdict {
+            // Kept by the proxy; prepared on a server only if ever needed
+            // there (Describe, or a Bind that cannot be coalesced).
+            let shared = self.pool.statements().intern(p.query, p.param_types);
+            self.statements.insert(p.statement, shared, verdict);
+            self.x.push_local(build::parse_complete());
+            return Ok(());
+        }
+        self.barrier(&verdict).await?;
+        if !self.server(b'P').await? {
+            return Ok(());
+        }
+        let pin = self.note_effects(p.query);
+        if p.statement.is_empty() {
+            self.statements.remove(b"");
+            self.to_server.extend_from_slice(frame.raw());
+            self.x.pending.push_back(Pending::Parse {
+                created: None,
+                forward: true,
+            });
+        } else {
+            let shared = self.pool.statements().intern(p.query, p.param_types);
+            self.statements.insert(p.statement, shared.clone(), verdict);
+            let Some(lease) = self.link.lease() else {
+                return Ok(());
+            };
+            if lease.prepared.contains(&shared.name) {
+                self.x.push_local(build::parse_complete());
+            } else {
+                prepare_on(lease, &shared, true, &mut self.to_server, &mut self.x);
+            }
         }
         if pin {
             self.pin();
+        }
+        Ok(())
+    }
+
+    async fn on_bind(&mut self, frame: Frame) -> Result<(), ClientError> {
+        let b = inspect::bind(frame.body()).ok_or_else(|| malformed("Bind"))?;
+        let stmt = self.statements.get(b.statement).cloned();
+        if let Some(cs) = &stmt {
+            if let (Verdict::Upsert(t), true) = (&cs.verdict, self.can_intercept()) {
+                let declared = inspect::parse(cs.shared.parse.body()).map(|p| p.param_types);
+                let taken = upsert::row_from_bind(
+                    t,
+                    b.rest,
+                    cs.shared.param_oids.get(),
+                    declared.unwrap_or(&[]),
+                );
+                if let Some((row, result_format)) = taken {
+                    match self.submit(t, row).await {
+                        Ok(ack) => {
+                            self.portals.insert(
+                                b.portal.to_vec(),
+                                Intercepted {
+                                    template: t.clone(),
+                                    result_format,
+                                    ack,
+                                },
+                            );
+                            self.x.push_local(build::bind_complete());
+                        }
+                        Err(e) => {
+                            self.x.push_local(e.to_frame());
+                            self.x.local_skipping = true;
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+            self.barrier(&cs.verdict).await?;
+        }
+        if !self.server(b'B').await? {
+            return Ok(());
+        }
+        let Some(lease) = self.link.lease() else {
+            return Ok(());
+        };
+        match &stmt {
+            Some(cs) => {
+                prepare_on(lease, &cs.shared, false, &mut self.to_server, &mut self.x);
+                let bind = build::bind(b.portal, &cs.shared.name, b.rest);
+                self.to_server.extend_from_slice(bind.raw());
+            }
+            None => self.to_server.extend_from_slice(frame.raw()),
+        }
+        self.x.pending.push_back(Pending::Bind);
+        Ok(())
+    }
+
+    async fn on_describe(&mut self, frame: Frame) -> Result<(), ClientError> {
+        match inspect::target(frame.body()).ok_or_else(|| malformed("Describe"))? {
+            Target::Portal(name) => {
+                if let Some(i) = self.portals.get(name) {
+                    let reply = upsert::describe_portal(&i.template, i.result_format);
+                    self.x.push_local(reply);
+                } else if self.server(b'D').await? {
+                    self.forward(frame, Some(Pending::DescribePortal));
+                }
+            }
+            Target::Statement(name) => {
+                let stmt = self.statements.get(name).cloned();
+                if !self.server(b'D').await? {
+                    return Ok(());
+                }
+                let Some(lease) = self.link.lease() else {
+                    return Ok(());
+                };
+                match stmt {
+                    Some(cs) => {
+                        prepare_on(lease, &cs.shared, false, &mut self.to_server, &mut self.x);
+                        let d = build::describe_statement(&cs.shared.name);
+                        self.to_server.extend_from_slice(d.raw());
+                        self.x
+                            .pending
+                            .push_back(Pending::DescribeStatement(Some(cs.shared)));
+                    }
+                    None => self.forward(frame, Some(Pending::DescribeStatement(None))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_execute(&mut self, frame: Frame) -> Result<(), ClientError> {
+        let portal = inspect::password(frame.body()).ok_or_else(|| malformed("Execute"))?;
+        if let Some(i) = self.portals.remove(portal) {
+            let ok = upsert::execute_replies(&i.template);
+            match i.ack {
+                Some(rx) => self.x.pending.push_back(Pending::Ack {
+                    rx,
+                    ok,
+                    simple: false,
+                }),
+                None => ok.into_iter().for_each(|f| self.x.push_local(f)),
+            }
+            return Ok(());
+        }
+        if self.server(b'E').await? {
+            self.forward(frame, Some(Pending::Execute));
+        }
+        Ok(())
+    }
+
+    async fn on_close(&mut self, frame: Frame) -> Result<(), ClientError> {
+        match inspect::target(frame.body()).ok_or_else(|| malformed("Close"))? {
+            Target::Statement(name) if self.statements.get(name).is_some() || !name.is_empty() => {
+                // Shared statements stay on the server for other clients;
+                // closing a name that does not exist is no error either.
+                self.statements.remove(name);
+                self.x.push_local(build::close_complete());
+            }
+            Target::Portal(name) if self.portals.remove(name).is_some() => {
+                self.x.push_local(build::close_complete());
+            }
+            _ => {
+                if self.server(b'C').await? {
+                    self.forward(frame, Some(Pending::Close));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_sync(&mut self, frame: Frame) -> Result<(), ClientError> {
+        self.portals.clear();
+        if self.link.lease().is_some() {
+            self.forward(frame, Some(Pending::Sync));
+        } else {
+            self.x.push_local(build::ready_for_query(TxStatus::Idle));
         }
         Ok(())
     }
@@ -314,6 +465,109 @@ impl Relay {
         self.to_server.extend_from_slice(frame.raw());
         if let Some(r) = reply {
             self.x.pending.push_back(r);
+        }
+    }
+
+    /// What the coalescer makes of a statement (nothing without rules).
+    fn verdict(&self, sql: &[u8]) -> Verdict {
+        match &self.who.coalescer {
+            Some(c) => c.inspect(&self.who.database, sql),
+            None => Verdict::Irrelevant,
+        }
+    }
+
+    /// Whether an upsert may be coalesced now: the client speaks UTF-8, is
+    /// not inside a transaction and owes the server nothing (so no statement
+    /// it sent earlier can run after it).
+    fn can_intercept(&mut self) -> bool {
+        // Values are decoded as UTF-8: other client encodings pass through.
+        let utf8 =
+            self.x.params.get("client_encoding").is_none_or(|e| {
+                e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("unicode")
+            });
+        if !utf8 {
+            return false;
+        }
+        let pending_local = self.x.pending.iter().all(Pending::is_local);
+        match self.link.lease() {
+            None => true,
+            Some(l) => l.status == TxStatus::Idle && pending_local && !self.x.server_skipping,
+        }
+    }
+
+    async fn submit(
+        &mut self,
+        t: &Arc<Template>,
+        row: Vec<Option<String>>,
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<AckResult>>, ClientError> {
+        let Some(c) = &self.who.coalescer else {
+            return Err(ClientError::error(SqlState::INTERNAL_ERROR, "no coalescer"));
+        };
+        let id = Arc::as_ptr(t) as usize;
+        let group = match self.groups.get(&id) {
+            Some((_, g)) => g.clone(),
+            None => {
+                let g = c.group(&self.who.database, &self.who.user, &self.pool, t)?;
+                self.groups.insert(id, (t.clone(), g.clone()));
+                g
+            }
+        };
+        c.submit(&group, row).await
+    }
+
+    /// Before a statement that touches coalesced tables or functions goes to
+    /// the server, the writes pending for them land.
+    async fn barrier(&self, verdict: &Verdict) -> Result<(), ClientError> {
+        let (Some(c), Verdict::Touches(rules)) = (&self.who.coalescer, verdict) else {
+            return Ok(());
+        };
+        c.barrier(&self.who.database, rules.as_deref(), self.who.barrier_limit)
+            .await
+            .map_err(|mut e| {
+                // The exchange cannot be resumed half-way: end the session.
+                e.severity = build::Severity::Fatal;
+                e
+            })
+    }
+
+    /// Makes sure a server connection is attached, after every coalesced
+    /// write before it was acknowledged (so replies keep their order).
+    /// `Ok(false)`: none could be had; the client got an error instead.
+    async fn server(&mut self, tag: u8) -> Result<bool, ClientError> {
+        self.settle_acks().await;
+        if self.link.lease().is_some() {
+            return Ok(true);
+        }
+        match self.attach().await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_fatal() => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "no server connection for a client request");
+                self.x.push_local(e.to_frame());
+                match tag {
+                    b'Q' | b'F' | b'S' => self.x.push_local(build::ready_for_query(TxStatus::Idle)),
+                    _ => self.x.local_skipping = true,
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Waits for the acknowledgements still owed, in order.
+    async fn settle_acks(&mut self) {
+        while self
+            .x
+            .pending
+            .iter()
+            .any(|p| matches!(p, Pending::Ack { .. }))
+        {
+            self.x.drain_local();
+            if let Some(Pending::Ack { rx, .. }) = self.x.pending.front_mut() {
+                let result = rx.await.unwrap_or_else(|_| Err(shutting_down()));
+                self.x.settle_ack(result);
+            } else if !self.x.pending.front().is_some_and(Pending::is_local) {
+                return; // server replies come first: the loop handles them
+            }
         }
     }
 
@@ -330,12 +584,13 @@ impl Relay {
     }
 
     fn pin(&mut self) {
-        if let Link::Attached(mut lease) = std::mem::replace(&mut self.link, Link::Detached) {
-            lease.dirty = true;
-            self.link = Link::Pinned(lease);
-        } else if let Link::Pinned(l) = std::mem::replace(&mut self.link, Link::Detached) {
-            self.link = Link::Pinned(l);
-        }
+        self.link = match std::mem::replace(&mut self.link, Link::Detached) {
+            Link::Attached(mut lease) | Link::Pinned(mut lease) => {
+                lease.dirty = true;
+                Link::Pinned(lease)
+            }
+            Link::Detached => Link::Detached,
+        };
     }
 
     /// Checks out a server and brings its parameters in line with the client's.
@@ -376,7 +631,10 @@ impl Relay {
     /// In transaction mode, returns the connection once the server is idle
     /// and owes nothing.
     fn release_if_done(&mut self) {
-        if self.pool.mode() != PoolMode::Transaction || !self.x.pending.is_empty() {
+        if self.pool.mode() != PoolMode::Transaction
+            || self.x.server_skipping
+            || self.x.pending.iter().any(|p| !p.is_local())
+        {
             return;
         }
         if let Link::Attached(lease) = &self.link {
@@ -418,81 +676,9 @@ fn malformed(what: &str) -> ClientError {
     )
 }
 
-impl Exchange {
-    /// Sends the made-up replies that have reached the front of the queue.
-    fn drain_synthetic(&mut self) {
-        while let Some(Pending::Synthetic(_)) = self.pending.front() {
-            if let Some(Pending::Synthetic(f)) = self.pending.pop_front() {
-                self.to_client.extend_from_slice(f.raw());
-            }
-        }
-    }
-
-    /// Handles one server message: books, then forward (or swallow).
-    fn on_server(&mut self, lease: &mut ServerConn, frame: Frame) {
-        let mut forward = true;
-        match frame.tag() {
-            b'S' => {
-                lease.note_parameter(&frame);
-                if let Some((k, v)) = inspect::parameter_status(frame.body()) {
-                    self.params.observe(k, v);
-                }
-            }
-            b'Z' => {
-                lease.status = inspect::ready_for_query(frame.body()).unwrap_or(TxStatus::Failed);
-                self.server_skipping = false;
-                if matches!(
-                    self.pending.front(),
-                    Some(Pending::Sync | Pending::UntilReady)
-                ) {
-                    self.pending.pop_front();
-                }
-            }
-            b'E' => {
-                if !matches!(self.pending.front(), Some(Pending::UntilReady) | None) {
-                    // Extended protocol: the server skips to the next Sync.
-                    while let Some(p) = self.pending.front() {
-                        if matches!(p, Pending::Sync) {
-                            break;
-                        }
-                        if let Some(Pending::Parse {
-                            created: Some(name),
-                            ..
-                        }) = self.pending.pop_front()
-                        {
-                            lease.prepared.remove(&name);
-                        }
-                    }
-                    self.server_skipping = self.pending.is_empty();
-                }
-            }
-            b'1' => {
-                if let Some(Pending::Parse { forward: f, .. }) = self.pending.front() {
-                    forward = *f;
-                    self.pending.pop_front();
-                }
-            }
-            b'2' | b'3' => {
-                self.pending.pop_front();
-            }
-            b'T' | b'n' => {
-                if matches!(
-                    self.pending.front(),
-                    Some(Pending::DescribeStatement | Pending::DescribePortal)
-                ) {
-                    self.pending.pop_front();
-                }
-            }
-            b'C' | b'I' | b's' => {
-                if matches!(self.pending.front(), Some(Pending::Execute)) {
-                    self.pending.pop_front();
-                }
-            }
-            _ => {}
-        }
-        if forward {
-            self.to_client.extend_from_slice(frame.raw());
-        }
-        self.drain_synthetic();
+fn shutting_down() -> crate::coalesce::Rejection {
+    crate::coalesce::Rejection {
+        code: "57P01".into(),
+        message: "the proxy is shutting down".into(),
     }
 }
