@@ -139,6 +139,10 @@ pub struct Coalescer {
     verdicts: DashMap<(String, Bytes), Verdict>,
     pub stats: Arc<Stats>,
     stop: watch::Sender<bool>,
+    /// False once shutdown began. Writers hold it for reading while they
+    /// insert, so after shutdown takes it for writing no write can slip into
+    /// a map that was already drained.
+    accepting: std::sync::RwLock<bool>,
 }
 
 /// Verdicts cached per statement text, at most this many.
@@ -174,6 +178,7 @@ impl Coalescer {
             verdicts: DashMap::new(),
             stats: Arc::new(Stats::default()),
             stop: watch::channel(false).0,
+            accepting: std::sync::RwLock::new(true),
         }
     }
 
@@ -254,6 +259,13 @@ impl Coalescer {
         let mut row = Some(row);
         loop {
             let taken = {
+                let accepting = self.accepting.read().unwrap_or_else(|p| p.into_inner());
+                if !*accepting {
+                    return Err(ClientError::error(
+                        SqlState::ADMIN_SHUTDOWN,
+                        "the proxy is shutting down and takes no more coalesced writes",
+                    ));
+                }
                 let mut pending = group.lock();
                 if pending.len() >= rule.max_pending && !pending.contains(&key) {
                     None
@@ -392,6 +404,7 @@ impl Coalescer {
     /// Flushes everything pending (shutdown), retrying while Postgres is
     /// away until `limit` passes. Returns the keys still pending.
     pub async fn flush_all(&self, limit: Duration) -> usize {
+        *self.accepting.write().unwrap_or_else(|p| p.into_inner()) = false;
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + limit;
         let groups: Vec<Arc<Group>> = self.groups.iter().map(|g| g.clone()).collect();
