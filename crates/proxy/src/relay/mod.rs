@@ -453,10 +453,18 @@ impl Relay {
 
     async fn on_sync(&mut self, frame: Frame) -> Result<(), ClientError> {
         self.portals.clear();
-        if self.link.lease().is_some() {
-            self.forward(frame, Some(Pending::Sync));
-        } else {
+        // When this exchange asked the server for nothing (only coalesced
+        // writes and made-up replies), the proxy answers its Sync itself, in
+        // order behind them; the server, idle, has nothing to say.
+        let all_local = self.x.pending.iter().all(Pending::is_local);
+        let server_idle = match self.link.lease() {
+            None => true,
+            Some(l) => l.status == TxStatus::Idle && all_local && !self.x.server_skipping,
+        };
+        if server_idle && self.to_server.is_empty() {
             self.x.push_local(build::ready_for_query(TxStatus::Idle));
+        } else {
+            self.forward(frame, Some(Pending::Sync));
         }
         Ok(())
     }
