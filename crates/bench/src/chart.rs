@@ -13,25 +13,36 @@ const LEFT: f64 = 90.0;
 const RIGHT: f64 = 20.0;
 const FONT: &str = "font-family=\"Helvetica, Arial, sans-serif\"";
 
-/// Fill colour of a target's bars.
-fn colour(t: Target) -> &'static str {
+/// Fill colour of a target's bars (and lines in the scaling chart).
+pub fn colour(t: Target) -> &'static str {
     match t {
         Target::Direct => "#4c72b0",
         Target::Pgbouncer => "#dd8452",
         Target::Pgcoalesce => "#55a868",
+        Target::PgcoalesceImmediate => "#8172b3",
     }
 }
 
 /// Escapes text for SVG.
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
+/// `text` cut to at most `max` characters, with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// `12345.6` -> `12,346`.
-fn thousands(v: f64) -> String {
+pub fn thousands(v: f64) -> String {
     let digits = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -44,7 +55,7 @@ fn thousands(v: f64) -> String {
 }
 
 /// A tick step of 1, 2, 2.5 or 5 times a power of ten, about `raw`.
-fn nice_step(raw: f64) -> f64 {
+pub fn nice_step(raw: f64) -> f64 {
     if raw <= 0.0 || !raw.is_finite() {
         return 1.0;
     }
@@ -64,8 +75,16 @@ fn nice_step(raw: f64) -> f64 {
     m * mag
 }
 
-/// The whole chart; `subtitle` lines go under the title (date, machine, settings).
+/// The whole chart; `subtitle` lines go under the title (date, machine,
+/// settings). Reports drawn as lines ([`ScenarioReport::line_chart`]) are
+/// left out (see `linechart.rs`).
 pub fn render(reports: &[ScenarioReport], subtitle: &[String]) -> String {
+    let reports: Vec<&ScenarioReport> = reports.iter().filter(|r| !r.line_chart).collect();
+    let targets: &[Target] = if reports.iter().any(|r| r.coalescing) {
+        &Target::ALL
+    } else {
+        &Target::POOLING
+    };
     let height = HEADER + PANEL * reports.len().max(1) as f64;
     let mut s = String::new();
     let _ = writeln!(
@@ -90,7 +109,7 @@ pub fn render(reports: &[ScenarioReport], subtitle: &[String]) -> String {
             esc(line)
         );
     }
-    legend(&mut s, 96.0);
+    legend(&mut s, 96.0, targets);
     for (i, r) in reports.iter().enumerate() {
         panel(&mut s, r, HEADER + PANEL * i as f64);
     }
@@ -98,11 +117,11 @@ pub fn render(reports: &[ScenarioReport], subtitle: &[String]) -> String {
     s
 }
 
-/// The colour key, centred at height `y`.
-fn legend(s: &mut String, y: f64) {
-    let item = 140.0;
-    let start = WIDTH / 2.0 - item * Target::ALL.len() as f64 / 2.0;
-    for (i, t) in Target::ALL.iter().enumerate() {
+/// The colour key of `targets`, centred at height `y`.
+pub fn legend(s: &mut String, y: f64, targets: &[Target]) {
+    let item = 190.0;
+    let start = WIDTH / 2.0 - item * targets.len() as f64 / 2.0;
+    for (i, t) in targets.iter().enumerate() {
         let x = start + item * i as f64;
         let _ = writeln!(
             s,
@@ -112,7 +131,7 @@ fn legend(s: &mut String, y: f64) {
             colour(*t),
             x + 20.0,
             y,
-            t.label()
+            t.title(true)
         );
     }
 }
@@ -129,7 +148,7 @@ fn panel(s: &mut String, r: &ScenarioReport, top: f64) {
         top + 18.0,
         esc(&r.title),
         top + 34.0,
-        esc(&r.description)
+        esc(&shorten(&r.description, 150))
     );
 
     let max = r
@@ -170,7 +189,8 @@ fn panel(s: &mut String, r: &ScenarioReport, top: f64) {
     // Bars.
     let n = r.groups.len().max(1) as f64;
     let gw = pw / n;
-    let bw = gw * 0.78 / Target::ALL.len() as f64;
+    let per_group = r.groups.iter().map(|g| g.runs.len()).max().unwrap_or(1);
+    let bw = gw * 0.78 / per_group.max(1) as f64;
     for (gi, g) in r.groups.iter().enumerate() {
         let gx = x0 + gw * gi as f64 + gw * 0.11;
         for (ti, run) in g.runs.iter().enumerate() {
@@ -190,19 +210,24 @@ fn panel(s: &mut String, r: &ScenarioReport, top: f64) {
                         y1 - y,
                         colour(run.target),
                         esc(&g.label),
-                        run.target.label(),
+                        run.target.title(r.coalescing),
                         tps,
                         y - 4.0,
                         thousands(tps)
                     );
                 }
                 None => {
+                    let what = if run.skipped.is_some() {
+                        "skipped"
+                    } else {
+                        "failed"
+                    };
                     let _ = writeln!(
                         s,
                         "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"3\" \
                          fill=\"{}\" opacity=\"0.5\"/>\
                          <text x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#c0392b\" \
-                         text-anchor=\"middle\">failed</text>",
+                         text-anchor=\"middle\">{what}</text>",
                         x + 2.0,
                         y1 - 3.0,
                         bw - 4.0,
@@ -241,6 +266,8 @@ mod tests {
         assert_eq!(thousands(1234567.4), "1,234,567");
         assert_eq!(thousands(999.0), "999");
         assert_eq!(esc("a<b&c"), "a&lt;b&amp;c");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abc", 4), "abc");
     }
 
     #[test]

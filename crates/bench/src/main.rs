@@ -2,15 +2,20 @@
 //!
 //! `cargo run --release -p bench -- all [--quick] [--out DIR]` starts its own
 //! Postgres, PgBouncer and pgcoalesce, runs every scenario against all
-//! three, and writes a table (stdout), `results.json` and `chart.svg`.
+//! three (pgcoalesce in both coalescing ack modes where upserts are
+//! measured), and writes a table (stdout), `results.json`, `chart.svg` and,
+//! with the scaling scenario, `scaling.svg`.
 //! This file owns the command line and the order of the whole run.
 
 mod chart;
+mod coalescing;
+mod linechart;
 mod pgbench;
 mod report;
 mod scenarios;
 mod stack;
 mod sys;
+mod writes;
 
 use std::path::PathBuf;
 
@@ -41,8 +46,9 @@ enum Cmd {
 
 #[derive(clap::Args, Debug)]
 struct AllArgs {
-    /// Smoke check for CI: -T 2, -c 4, scale 1; a failed direct or
-    /// pgcoalesce run makes the command fail.
+    /// Smoke check for CI: -T 2, 1 round, select at -c 4 scale 1, hot at
+    /// 16 clients, scaling at 1 and 16; a failed direct or pgcoalesce run
+    /// makes the command fail.
     #[arg(long)]
     quick: bool,
     /// Output directory (default: bench-results/ at the workspace root).
@@ -109,11 +115,13 @@ fn run_all(args: AllArgs) -> Result<()> {
     if let Err(e) = &pgbouncer {
         eprintln!("bench: PgBouncer did not start: {e}");
     }
-    let pgcoalesce = stack::start_pgcoalesce(&pgcoalesce_bin, &pg, &out.join("pgcoalesce.log"))?;
+    let pgcoalesce =
+        stack::start_pgcoalesce(&pgcoalesce_bin, &pg, &out.join("pgcoalesce.log"), false)?;
     let stack = Stack {
-        pgcoalesce,
+        pgcoalesce: pgcoalesce.into(),
         pgbouncer,
         pg,
+        pgcoalesce_bin: pgcoalesce_bin.clone(),
     };
     eprintln!(
         "bench: postgres :{}  pgbouncer :{}  pgcoalesce :{}",
@@ -122,7 +130,7 @@ fn run_all(args: AllArgs) -> Result<()> {
             .pgbouncer
             .as_ref()
             .map_or("-".to_owned(), |p| p.port.to_string()),
-        stack.pgcoalesce.port
+        stack.pgcoalesce.borrow().port
     );
 
     let mut reports = Vec::new();
@@ -173,8 +181,10 @@ fn run_all(args: AllArgs) -> Result<()> {
         },
         "pgcoalesce": {
             "binary": pgcoalesce_bin,
-            "command": stack.pgcoalesce.command,
+            "command": stack.pgcoalesce.borrow().command,
             "pool_size": stack::POOL_SIZE,
+            "config": stack::pgcoalesce_config(&stack.pg, stack.pgcoalesce.borrow().port),
+            "restarts": "a fresh pgcoalesce process (same config, new port) serves each pgcoalesce run of the coalescing scenarios",
         },
         "notes": [
             "tps excludes initial connection time (pgbench's figure).",
@@ -182,7 +192,11 @@ fn run_all(args: AllArgs) -> Result<()> {
             "proxy CPU: utime+stime of the proxy process (all threads) from /proc/<pid>/stat, sampled just before pgbench starts and after it exits (so it includes connection setup), divided by transactions processed.",
             "every run (all targets) writes pgbench -l per-transaction logs, which costs pgbench some CPU alike for all.",
             "ratios compare tps with the direct and PgBouncer runs of the same group.",
-            "targets run interleaved within each group (direct, pgbouncer, pgcoalesce) so drift hits all alike.",
+            "targets run interleaved within each group (direct, pgbouncer, pgcoalesce[, pgcoalesce_immediate]) so drift hits all alike.",
+            "coalescing scenarios (hot, wide, scaling): pgcoalesce is reached as database bench (rule hot_flushed, ack flushed) and as bench_immediate (rule hot_immediate, ack immediate), both upstream database bench; each client transaction is one upsert, so tps = acknowledged upserts per second and cpu us/tx = proxy CPU per acknowledged upsert.",
+            "coalescing scenarios: entity.entity_metadata is truncated (and entities vacuumed) before every run; pg_stat_statements (track = all while they run, reset before every run) counts top-level calls of entity.update_metadata_optimized / update_metadata_batch (statements) and rows inserted or updated by the INSERT inside them (rows); after pgbench exits the counters are read until they stop changing, so immediate-mode writes flushed after the last ack are included.",
+            "rss: the proxy's VmRSS from /proc/<pid>/status, sampled every ~100 ms while pgbench runs (peak) and right after it exits.",
+            "skipped runs: PgBouncer in -M prepared (1.18 keeps no protocol-level prepared statements in transaction mode) and direct above 256 clients (max_connections 400).",
         ],
         "scenario_errors": scenario_errors,
         "scenarios": reports,
@@ -209,6 +223,10 @@ fn run_all(args: AllArgs) -> Result<()> {
             stack::POOL_SIZE,
             stack::PG_SETTINGS
                 .iter()
+                // pg_stat_statements only counts for the coalescing scenarios.
+                .filter(
+                    |(k, _)| !k.contains("pg_stat_statements") && *k != "shared_preload_libraries"
+                )
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(" "),
@@ -217,12 +235,19 @@ fn run_all(args: AllArgs) -> Result<()> {
     let svg_path = out.join("chart.svg");
     std::fs::write(&svg_path, chart::render(&reports, &subtitle))
         .with_context(|| format!("writing {}", svg_path.display()))?;
+    let mut charts = vec![svg_path.display().to_string()];
+    for r in reports.iter().filter(|r| r.line_chart) {
+        let path = out.join(format!("{}.svg", r.name));
+        std::fs::write(&path, linechart::render(r, &subtitle))
+            .with_context(|| format!("writing {}", path.display()))?;
+        charts.push(path.display().to_string());
+    }
 
     drop(stack);
     println!(
-        "\nresults: {}\nchart:   {}\nlogs:    {}/pgcoalesce.log, pgbouncer.log\n({:.0} s)",
+        "\nresults: {}\ncharts:  {}\nlogs:    {}/pgcoalesce.log, pgbouncer.log\n({:.0} s)",
         json_path.display(),
-        svg_path.display(),
+        charts.join(", "),
         out.display(),
         started.elapsed().as_secs_f64()
     );
@@ -265,7 +290,9 @@ fn check_outcome(args: &AllArgs, reports: &[ScenarioReport], scenario_errors: us
             r.groups.iter().flat_map(move |g| {
                 g.runs
                     .iter()
-                    .filter(|run| !run.outcome.ok && run.target != Target::Pgbouncer)
+                    .filter(|run| {
+                        !run.outcome.ok && run.skipped.is_none() && run.target != Target::Pgbouncer
+                    })
                     .map(move |run| format!("{}/{}/{}", r.name, g.label, run.target.label()))
             })
         })

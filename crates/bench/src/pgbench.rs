@@ -122,6 +122,15 @@ pub struct CpuUse {
     pub us_per_tx: Option<f64>,
 }
 
+/// Resident memory of the watched process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// Largest VmRSS seen while pgbench ran (sampled every ~100 ms), KiB.
+    pub rss_peak_kib: u64,
+    /// VmRSS right after pgbench exited, KiB.
+    pub rss_after_kib: Option<u64>,
+}
+
 /// What happened to one invocation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -135,6 +144,8 @@ pub struct Outcome {
     pub stats: Option<Stats>,
     /// CPU of the watched proxy process.
     pub proxy_cpu: Option<CpuUse>,
+    /// Memory of the watched proxy process.
+    pub proxy_memory: Option<Memory>,
     /// Wall-clock seconds pgbench ran (including connection setup).
     pub wall_seconds: f64,
 }
@@ -189,7 +200,15 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let mut timed_out = false;
+    let mut rss_peak: Option<u64> = None;
+    let mut polls = 0u32;
     let status = loop {
+        if polls.is_multiple_of(5) {
+            if let Some(kib) = inv.watch_pid.and_then(sys::rss_kib) {
+                rss_peak = Some(rss_peak.map_or(kib, |p| p.max(kib)));
+            }
+        }
+        polls += 1;
         match child.try_wait().context("waiting for pgbench")? {
             Some(status) => break status,
             None if started.elapsed() > inv.timeout => {
@@ -202,6 +221,11 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
     };
     let wall_seconds = started.elapsed().as_secs_f64();
     let after = inv.watch_pid.and_then(ProcStat::read);
+    let rss_after = inv.watch_pid.and_then(sys::rss_kib);
+    let proxy_memory = rss_peak.map(|peak| Memory {
+        rss_peak_kib: peak.max(rss_after.unwrap_or(0)),
+        rss_after_kib: rss_after,
+    });
 
     let stdout = read_lossy(&stdout_path);
     let stderr = read_lossy(&stderr_path);
@@ -247,6 +271,7 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
         error,
         stats,
         proxy_cpu,
+        proxy_memory,
         wall_seconds,
     })
 }

@@ -117,8 +117,8 @@ fn ratio(v: Option<f64>) -> String {
 
 /// The stdout table of one scenario.
 pub fn table(report: &ScenarioReport) -> String {
-    let headers = [
-        "mode",
+    let mut headers = vec![
+        if report.coalescing { "group" } else { "mode" },
         "target",
         "tps",
         "avg ms",
@@ -128,14 +128,24 @@ pub fn table(report: &ScenarioReport) -> String {
         "vs direct",
         "vs pgbouncer",
     ];
+    if report.coalescing {
+        headers.extend(["stmts/1k", "rows/s", "drain s", "rss MiB"]);
+    }
     // (group index, cells)
     let mut rows: Vec<(usize, Vec<String>)> = Vec::new();
     let mut failures = Vec::new();
+    let mut skips: Vec<String> = Vec::new();
     for (gi, group) in report.groups.iter().enumerate() {
         for run in &group.runs {
-            rows.push((gi, row(&group.label, run)));
+            rows.push((gi, row(&group.label, run, report.coalescing)));
             if let Some(e) = &run.outcome.error {
                 failures.push(format!("{} / {}: {}", group.label, run.target.label(), e));
+            }
+            if let Some(reason) = &run.skipped {
+                let line = format!("{}: {reason}", run.target.label());
+                if !skips.contains(&line) {
+                    skips.push(line);
+                }
             }
         }
     }
@@ -174,6 +184,12 @@ pub fn table(report: &ScenarioReport) -> String {
         out.push_str(&line(cells));
         out.push('\n');
     }
+    if report.coalescing {
+        out.push_str(COALESCING_LEGEND);
+    }
+    for skip in skips {
+        out.push_str(&format!("skipped {skip}\n"));
+    }
     if !failures.is_empty() {
         out.push_str("failed runs:\n");
         for f in failures {
@@ -188,23 +204,51 @@ pub fn table(report: &ScenarioReport) -> String {
     out
 }
 
-/// One table row.
-fn row(mode: &str, run: &RunRecord) -> Vec<String> {
+/// What the columns of a coalescing scenario's table mean.
+const COALESCING_LEGEND: &str = "\
+one upsert per pgbench transaction: tps = acknowledged upserts/s, cpu = proxy CPU per ack; \
+entity_metadata emptied before each run\n\
+stmts/1k: upsert statements reaching Postgres per 1,000 client upserts; rows/s: rows \
+inserted or updated per second of run + drain (pg_stat_statements)\n\
+drain: time from the last ack until the last write reached Postgres; rss: proxy's peak \
+VmRSS during the run (pgcoalesce: a fresh process per run)\n";
+
+/// One table row (with the write columns in coalescing scenarios).
+fn row(mode: &str, run: &RunRecord, coalescing: bool) -> Vec<String> {
     let stats = run.outcome.stats.as_ref().filter(|_| run.outcome.ok);
-    let mut cells = vec![mode.to_owned(), run.target.label().to_owned()];
+    let mut cells = vec![mode.to_owned(), run.target.title(coalescing).to_owned()];
+    let columns = if coalescing { 11 } else { 7 };
     match stats {
-        Some(s) => cells.extend([
-            format!("{:.0}", s.tps),
-            num(s.latency_avg_ms, 3),
-            num(s.latency_p50_ms, 3),
-            num(s.latency_p99_ms, 3),
-            num(run.outcome.proxy_cpu.as_ref().and_then(|c| c.us_per_tx), 1),
-            ratio(run.ratio_vs_direct),
-            ratio(run.ratio_vs_pgbouncer),
-        ]),
+        Some(s) => {
+            cells.extend([
+                format!("{:.0}", s.tps),
+                num(s.latency_avg_ms, 3),
+                num(s.latency_p50_ms, 3),
+                num(s.latency_p99_ms, 3),
+                num(run.outcome.proxy_cpu.as_ref().and_then(|c| c.us_per_tx), 1),
+                ratio(run.ratio_vs_direct),
+                ratio(run.ratio_vs_pgbouncer),
+            ]);
+            if coalescing {
+                let w = run.writes.as_ref();
+                cells.extend([
+                    num(w.and_then(|w| w.statements_per_1k_upserts), 1),
+                    num(w.and_then(|w| w.rows_per_second), 0),
+                    num(w.map(|w| w.drain_ms as f64 / 1000.0), 1),
+                    num(run.rss_mib(), 1),
+                ]);
+            }
+        }
         None => {
-            cells.push("FAILED".into());
-            cells.extend((0..6).map(|_| "-".to_owned()));
+            cells.push(
+                if run.skipped.is_some() {
+                    "skipped"
+                } else {
+                    "FAILED"
+                }
+                .into(),
+            );
+            cells.extend((1..columns).map(|_| "-".to_owned()));
         }
     }
     cells

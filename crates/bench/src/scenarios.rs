@@ -1,8 +1,8 @@
 //! The benchmark's scenarios and the shape of their results.
 //!
 //! Owns the scenario list ([`all`]), the run profile (full or `--quick`),
-//! the three targets, and running one workload against each target in
-//! interleaved order. A scenario is a named function that prepares what it
+//! the targets, and running one workload against each target in
+//! interleaved order (measuring what reached Postgres when asked). A scenario is a named function that prepares what it
 //! needs on the cluster and returns groups of runs (one group per variant,
 //! e.g. per pgbench query mode); new scenarios are new entries in [`all`].
 
@@ -11,32 +11,64 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::coalescing;
 use crate::pgbench::{self, Invocation, Outcome};
-use crate::stack::{Stack, DB};
+use crate::stack::{Stack, DB, DB_IMMEDIATE};
+use crate::writes::{self, Writes};
 
 /// Where a run's clients connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum Target {
     /// Postgres itself, no proxy.
+    #[serde(rename = "direct")]
     Direct,
     /// PgBouncer in transaction mode.
+    #[serde(rename = "pgbouncer")]
     Pgbouncer,
-    /// pgcoalesce in transaction mode.
+    /// pgcoalesce in transaction mode, database [`DB`] (upserts of the
+    /// benchmark function coalesced with `ack: flushed`).
+    #[serde(rename = "pgcoalesce")]
     Pgcoalesce,
+    /// pgcoalesce, database [`DB_IMMEDIATE`] (the same upstream database,
+    /// upserts coalesced with `ack: immediate`).
+    #[serde(rename = "pgcoalesce_immediate")]
+    PgcoalesceImmediate,
 }
 
 impl Target {
-    /// Every target, in the order runs are interleaved and shown.
-    pub const ALL: [Target; 3] = [Target::Direct, Target::Pgbouncer, Target::Pgcoalesce];
+    /// The pooling targets, in the order runs are interleaved and shown.
+    pub const POOLING: [Target; 3] = [Target::Direct, Target::Pgbouncer, Target::Pgcoalesce];
+    /// Every target, for the coalescing scenarios.
+    pub const ALL: [Target; 4] = [
+        Target::Direct,
+        Target::Pgbouncer,
+        Target::Pgcoalesce,
+        Target::PgcoalesceImmediate,
+    ];
 
-    /// Lowercase name, as in the JSON.
+    /// Name as in the JSON.
     pub fn label(self) -> &'static str {
         match self {
             Target::Direct => "direct",
             Target::Pgbouncer => "pgbouncer",
             Target::Pgcoalesce => "pgcoalesce",
+            Target::PgcoalesceImmediate => "pgcoalesce_immediate",
         }
+    }
+
+    /// Name in tables and charts; in coalescing scenarios pgcoalesce's ack
+    /// mode is spelled out.
+    pub fn title(self, coalescing: bool) -> &'static str {
+        match self {
+            Target::Pgcoalesce if coalescing => "pgcoalesce (flushed)",
+            Target::PgcoalesceImmediate => "pgcoalesce (immediate)",
+            t => t.label(),
+        }
+    }
+
+    /// Whether the target is a proxy process (whose CPU and memory are sampled).
+    pub fn is_proxy(self) -> bool {
+        self != Target::Direct
     }
 }
 
@@ -45,21 +77,36 @@ impl Target {
 pub struct Profile {
     /// `--quick`.
     pub quick: bool,
-    /// pgbench `-T`.
+    /// pgbench `-T` of the select scenario.
     pub duration_s: u32,
-    /// Default pgbench `-c` (scenarios with their own client counts scale them).
+    /// pgbench `-c` of the select scenario.
     pub clients: u32,
-    /// pgbench `-j`.
+    /// pgbench `-j` (at most the client count).
     pub threads: u32,
     /// pgbench `-i -s`.
     pub scale: u32,
-    /// Interleaved rounds per group; each target's median-tps round is
-    /// reported (one noisy run on a shared 2-core machine decides nothing).
+    /// Interleaved rounds per group of the select scenario; each target's
+    /// median-tps round is reported (one noisy run on a shared 2-core
+    /// machine decides nothing).
     pub rounds: usize,
+    /// pgbench `-T` of the coalescing scenarios (hot, wide, scaling).
+    pub write_duration_s: u32,
+    /// Interleaved rounds per group of the coalescing scenarios (1 in the
+    /// full run too, to keep `all` under 15 minutes: they have 40 runs).
+    pub write_rounds: usize,
+    /// Client counts of the hot scenario.
+    pub hot_clients: &'static [u32],
+    /// Client count of the wide scenario.
+    pub wide_clients: u32,
+    /// Client counts of the scaling scenario.
+    pub scaling_clients: &'static [u32],
 }
 
 impl Profile {
-    /// `-T 10 -c 16 -j 2`, scale 10; or `-T 2 -c 4 -j 2`, scale 1 when quick.
+    /// Full: select `-T 10 -c 16 -j 2`, scale 10, 3 rounds; coalescing
+    /// `-T 10`, 1 round, hot at 16 and 256 clients, scaling at 1 to 1,024.
+    /// Quick: everything `-T 2`, 1 round, select `-c 4` scale 1, hot at 16
+    /// clients, scaling at 1 and 16.
     pub fn new(quick: bool) -> Profile {
         if quick {
             Profile {
@@ -69,6 +116,11 @@ impl Profile {
                 threads: 2,
                 scale: 1,
                 rounds: 1,
+                write_duration_s: 2,
+                write_rounds: 1,
+                hot_clients: &[16],
+                wide_clients: 16,
+                scaling_clients: &[1, 16],
             }
         } else {
             Profile {
@@ -78,13 +130,18 @@ impl Profile {
                 threads: 2,
                 scale: 10,
                 rounds: 3,
+                write_duration_s: 10,
+                write_rounds: 1,
+                hot_clients: &[16, 256],
+                wide_clients: 16,
+                scaling_clients: &[1, 16, 64, 256, 1024],
             }
         }
     }
 
-    /// Watchdog for one pgbench run: its duration plus a minute.
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(u64::from(self.duration_s) + 60)
+    /// Watchdog for one pgbench run of `seconds`: a minute more.
+    pub fn timeout(seconds: u32) -> Duration {
+        Duration::from_secs(u64::from(seconds) + 60)
     }
 }
 
@@ -93,9 +150,13 @@ impl Profile {
 pub struct RunRecord {
     /// Where the clients connected.
     pub target: Target,
-    /// pgbench's outcome (figures, proxy CPU, error).
+    /// Why this target was not run in this group (not a failure).
+    pub skipped: Option<String>,
+    /// pgbench's outcome (figures, proxy CPU and memory, error).
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// Statements and rows that reached Postgres (coalescing scenarios).
+    pub writes: Option<Writes>,
     /// tps / the direct run's tps in the same group.
     pub ratio_vs_direct: Option<f64>,
     /// tps / the PgBouncer run's tps in the same group.
@@ -112,6 +173,12 @@ impl RunRecord {
             .then(|| self.outcome.stats.as_ref().map(|s| s.tps))
             .flatten()
     }
+
+    /// Peak resident memory of the proxy during a successful run, in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        let m = self.outcome.proxy_memory.as_ref()?;
+        self.outcome.ok.then_some(m.rss_peak_kib as f64 / 1024.0)
+    }
 }
 
 /// One variant of a scenario (e.g. one query mode), run against every target.
@@ -119,7 +186,9 @@ impl RunRecord {
 pub struct Group {
     /// Variant name, e.g. `simple`.
     pub label: String,
-    /// The runs, in [`Target::ALL`] order.
+    /// pgbench `-c` of the group.
+    pub clients: u32,
+    /// The runs, in the group's target order.
     pub runs: Vec<RunRecord>,
 }
 
@@ -134,6 +203,11 @@ pub struct ScenarioReport {
     pub description: String,
     /// What distinguishes the groups (chart x axis), e.g. "pgbench query mode".
     pub group_axis: String,
+    /// A coalescing scenario: runs carry [`Writes`], pgcoalesce runs in
+    /// both ack modes.
+    pub coalescing: bool,
+    /// Drawn as lines over the client count (scaling.svg) instead of bars.
+    pub line_chart: bool,
     /// Variants.
     pub groups: Vec<Group>,
 }
@@ -142,7 +216,7 @@ pub struct ScenarioReport {
 pub struct Scenario {
     /// Short name, used by `--scenario`.
     pub name: &'static str,
-    /// One-line summary, shown by `--help`-style listings.
+    /// One-line summary, shown by `bench list`.
     pub summary: &'static str,
     /// Prepares the cluster and runs every variant against every target.
     pub run: fn(&Stack, &Profile) -> Result<ScenarioReport>,
@@ -150,38 +224,85 @@ pub struct Scenario {
 
 /// Every scenario, in the order they run.
 pub fn all() -> Vec<Scenario> {
-    vec![Scenario {
-        name: "select",
-        summary: "pgbench select-only (-S) in simple, extended and prepared query modes",
-        run: select_only,
-    }]
+    vec![
+        Scenario {
+            name: "select",
+            summary: "pgbench select-only (-S) in simple, extended and prepared query modes",
+            run: select_only,
+        },
+        Scenario {
+            name: "hot",
+            summary: "upserts on 10 entities x 50 keys (prepared and simple), 16 and 256 clients",
+            run: coalescing::hot,
+        },
+        Scenario {
+            name: "wide",
+            summary: "upserts on 100,000 entities x 10 keys (prepared and simple), 16 clients",
+            run: coalescing::wide,
+        },
+        Scenario {
+            name: "scaling",
+            summary: "hot-key upserts (simple) at 1, 16, 64, 256 and 1,024 clients",
+            run: coalescing::scaling,
+        },
+    ]
 }
 
-/// Runs `args` (pgbench options without connection options) against every
-/// target in [`Target::ALL`] order and fills in the ratios.
-pub fn run_group(
-    stack: &Stack,
-    profile: &Profile,
-    label: &str,
-    args: &[String],
-    files: &[(String, String)],
-) -> Result<Group> {
-    let mut rounds: Vec<Vec<Outcome>> = Target::ALL.iter().map(|_| Vec::new()).collect();
-    for round in 0..profile.rounds {
-        for (i, target) in Target::ALL.into_iter().enumerate() {
-            let outcome = run_one(stack, profile, label, target, args, files, round)?;
-            rounds[i].push(outcome);
+/// One group: a pgbench invocation run against several targets.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    /// Variant name.
+    pub label: String,
+    /// pgbench options without connection options (`-c` included).
+    pub args: Vec<String>,
+    /// pgbench `-c`, for the report.
+    pub clients: u32,
+    /// Script files for `-f NAME`, as (file name, contents).
+    pub files: Vec<(String, String)>,
+    /// Targets in interleaving and display order.
+    pub targets: Vec<Target>,
+    /// Targets of `targets` not run, with the reason.
+    pub skip: Vec<(Target, String)>,
+    /// Interleaved rounds.
+    pub rounds: usize,
+    /// pgbench `-T` (for its watchdog).
+    pub duration_s: u32,
+    /// Measure what reached Postgres around each run ([`writes`]).
+    pub writes: bool,
+}
+
+/// What one round of one target produced.
+struct Measured {
+    outcome: Outcome,
+    writes: Option<Writes>,
+}
+
+/// Runs `spec` against its targets, interleaved per round, and fills in the ratios.
+pub fn run_group(stack: &Stack, spec: &GroupSpec) -> Result<Group> {
+    let skipped = |t: Target| spec.skip.iter().find(|(s, _)| *s == t).map(|(_, r)| r);
+    let mut rounds: Vec<Vec<Measured>> = spec.targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..spec.rounds {
+        for (i, &target) in spec.targets.iter().enumerate() {
+            if skipped(target).is_none() {
+                rounds[i].push(run_one(stack, spec, target, round)?);
+            }
         }
     }
     let mut runs = Vec::new();
-    for (target, outcomes) in Target::ALL.into_iter().zip(rounds) {
-        let round_tps: Vec<f64> = outcomes
+    for (&target, measured) in spec.targets.iter().zip(rounds) {
+        let round_tps: Vec<f64> = measured
             .iter()
-            .filter_map(|o| o.stats.as_ref().map(|s| s.tps))
+            .filter_map(|m| m.outcome.stats.as_ref().map(|s| s.tps))
             .collect();
+        let (outcome, writes) = match median(measured) {
+            Some(m) => (m.outcome, m.writes),
+            None => (not_run(None), None),
+        };
         runs.push(RunRecord {
             target,
-            outcome: median_outcome(outcomes),
+            skipped: skipped(target).cloned(),
+            outcome,
+            writes,
             ratio_vs_direct: None,
             ratio_vs_pgbouncer: None,
             round_tps,
@@ -195,76 +316,131 @@ pub fn run_group(
         r.ratio_vs_pgbouncer = tps.zip(bouncer).map(|(a, b)| a / b);
     }
     Ok(Group {
-        label: label.to_owned(),
+        label: spec.label.clone(),
+        clients: spec.clients,
         runs,
     })
 }
 
 /// The first failed round if any failed, else the round with the median tps.
-fn median_outcome(mut outcomes: Vec<Outcome>) -> Outcome {
-    if let Some(i) = outcomes
+fn median(mut rounds: Vec<Measured>) -> Option<Measured> {
+    if let Some(i) = rounds
         .iter()
-        .position(|o| o.error.is_some() || o.stats.is_none())
+        .position(|m| m.outcome.error.is_some() || m.outcome.stats.is_none())
     {
-        return outcomes.swap_remove(i);
+        return Some(rounds.swap_remove(i));
     }
-    outcomes.sort_by(|a, b| {
-        let tps = |o: &Outcome| o.stats.as_ref().map_or(0.0, |s| s.tps);
+    if rounds.is_empty() {
+        return None;
+    }
+    rounds.sort_by(|a, b| {
+        let tps = |m: &Measured| m.outcome.stats.as_ref().map_or(0.0, |s| s.tps);
         tps(a).total_cmp(&tps(b))
     });
-    let mid = outcomes.len() / 2;
-    outcomes.swap_remove(mid)
+    let mid = rounds.len() / 2;
+    Some(rounds.swap_remove(mid))
+}
+
+/// An outcome for a run that did not happen.
+fn not_run(error: Option<String>) -> Outcome {
+    Outcome {
+        command: String::new(),
+        ok: false,
+        error,
+        stats: None,
+        proxy_cpu: None,
+        proxy_memory: None,
+        wall_seconds: 0.0,
+    }
 }
 
 /// One pgbench run of `target` in a group's round.
-fn run_one(
-    stack: &Stack,
-    profile: &Profile,
-    label: &str,
-    target: Target,
-    args: &[String],
-    files: &[(String, String)],
-    round: usize,
-) -> Result<Outcome> {
+fn run_one(stack: &Stack, spec: &GroupSpec, target: Target, round: usize) -> Result<Measured> {
+    if spec.writes && matches!(target, Target::Pgcoalesce | Target::PgcoalesceImmediate) {
+        if let Err(e) = stack.restart_pgcoalesce() {
+            eprintln!("FAILED: restarting pgcoalesce: {e:#}");
+            return Ok(Measured {
+                outcome: not_run(Some(format!("restarting pgcoalesce: {e:#}"))),
+                writes: None,
+            });
+        }
+    }
+    let coalesce = |db: &'static str| {
+        let p = stack.pgcoalesce.borrow();
+        p.check_alive().map(|()| (p.port, Some(p.pid()), db))
+    };
     let endpoint = match target {
-        Target::Direct => Ok((stack.pg.port(), None)),
+        Target::Direct => Ok((stack.pg.port(), None, DB)),
         Target::Pgbouncer => stack
             .pgbouncer
             .as_ref()
             .map_err(|e| format!("PgBouncer unavailable: {e}"))
-            .and_then(|p| p.check_alive().map(|()| (p.port, Some(p.pid())))),
-        Target::Pgcoalesce => {
-            let p = &stack.pgcoalesce;
-            p.check_alive().map(|()| (p.port, Some(p.pid())))
-        }
+            .and_then(|p| p.check_alive().map(|()| (p.port, Some(p.pid()), DB))),
+        Target::Pgcoalesce => coalesce(DB),
+        Target::PgcoalesceImmediate => coalesce(DB_IMMEDIATE),
     };
     eprint!(
-        "bench:   {label:<12} {:<11} round {}/{} ",
+        "bench:   {:<22} {:<20} round {}/{} ",
+        spec.label,
         target.label(),
         round + 1,
-        profile.rounds
+        spec.rounds
     );
-    let outcome = match endpoint {
-        Ok((port, watch_pid)) => pgbench::run(&Invocation {
-            watch_pid,
-            files: files.to_vec(),
-            ..Invocation::new(port, DB, args.to_vec(), profile.timeout())
-        })?,
-        Err(error) => Outcome {
-            command: String::new(),
-            ok: false,
-            error: Some(error),
-            stats: None,
-            proxy_cpu: None,
-            wall_seconds: 0.0,
-        },
+    let (port, watch_pid, db) = match endpoint {
+        Ok(e) => e,
+        Err(error) => {
+            eprintln!("FAILED: {}", error.lines().next().unwrap_or(""));
+            return Ok(Measured {
+                outcome: not_run(Some(error)),
+                writes: None,
+            });
+        }
+    };
+    if spec.writes {
+        writes::before_run(&stack.pg)?;
+    }
+    let outcome = pgbench::run(&Invocation {
+        watch_pid,
+        files: spec.files.clone(),
+        ..Invocation::new(
+            port,
+            db,
+            spec.args.clone(),
+            Profile::timeout(spec.duration_s),
+        )
+    })?;
+    let writes = if spec.writes {
+        Some(writes::after_run(&stack.pg, &outcome, watch_pid)?)
+    } else {
+        None
     };
     match (&outcome.error, &outcome.stats) {
-        (None, Some(s)) => eprintln!("{:.0} tps", s.tps),
+        (None, Some(s)) => eprintln!(
+            "{:.0} tps{}",
+            s.tps,
+            writes.as_ref().map_or(String::new(), |w| format!(
+                ", {} statements and {} rows reached Postgres",
+                w.upsert_statements, w.rows_written
+            ))
+        ),
         (Some(e), _) => eprintln!("FAILED: {}", e.lines().next().unwrap_or("")),
         (None, None) => eprintln!("no figures"),
     }
-    Ok(outcome)
+    Ok(Measured { outcome, writes })
+}
+
+/// pgbench options for `-M mode -c clients -T seconds -l` (and `-n`).
+pub fn pgbench_args(profile: &Profile, mode: &str, clients: u32, seconds: u32) -> Vec<String> {
+    let mut v: Vec<String> = ["-n", "-M", mode, "-l"].map(String::from).to_vec();
+    v.extend([
+        "-c".into(),
+        clients.to_string(),
+        "-j".into(),
+        profile.threads.min(clients).to_string(),
+        "-T".into(),
+        seconds.to_string(),
+    ]);
+    v
 }
 
 /// pgbench's built-in select-only script in each query mode.
@@ -272,32 +448,30 @@ fn select_only(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
     eprintln!("bench: select: pgbench -i -s {}", profile.scale);
     pgbench::initialize(stack.pg.port(), DB, profile.scale)?;
     let base = |mode: &str, seconds: u32| -> Vec<String> {
-        let mut v: Vec<String> = ["-n", "-S", "-M", mode, "-l"].map(String::from).to_vec();
-        v.extend([
-            "-c".into(),
-            profile.clients.to_string(),
-            "-j".into(),
-            profile.threads.to_string(),
-            "-T".into(),
-            seconds.to_string(),
-        ]);
+        let mut v = pgbench_args(profile, mode, profile.clients, seconds);
+        v.insert(1, "-S".into());
         v
     };
     if !profile.quick {
         // Warm the cache so the first measured run is not the only cold one.
         eprintln!("bench: select: 3 s warm-up directly on Postgres");
-        let warm = Invocation::new(stack.pg.port(), DB, base("simple", 3), profile.timeout());
+        let warm = Invocation::new(stack.pg.port(), DB, base("simple", 3), Profile::timeout(3));
         pgbench::run(&warm)?;
     }
     let mut groups = Vec::new();
     for mode in ["simple", "extended", "prepared"] {
-        groups.push(run_group(
-            stack,
-            profile,
-            mode,
-            &base(mode, profile.duration_s),
-            &[],
-        )?);
+        let spec = GroupSpec {
+            label: mode.into(),
+            args: base(mode, profile.duration_s),
+            clients: profile.clients,
+            files: Vec::new(),
+            targets: Target::POOLING.to_vec(),
+            skip: Vec::new(),
+            rounds: profile.rounds,
+            duration_s: profile.duration_s,
+            writes: false,
+        };
+        groups.push(run_group(stack, &spec)?);
     }
     Ok(ScenarioReport {
         name: "select".into(),
@@ -308,6 +482,8 @@ fn select_only(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
             profile.clients, profile.threads, profile.duration_s, profile.scale, profile.rounds
         ),
         group_axis: "pgbench query mode (-M)".into(),
+        coalescing: false,
+        line_chart: false,
         groups,
     })
 }

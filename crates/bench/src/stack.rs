@@ -5,6 +5,7 @@
 //! pgcoalesce binary, starting both proxies on free ports, waiting until they
 //! answer, and stopping them on drop (guards, so errors never leak processes).
 
+use std::cell::RefCell;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -26,12 +27,22 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a proxy gets to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The second client-facing database of pgcoalesce: the same upstream
+/// database as [`DB`], coalesced with `ack: immediate` instead of `flushed`.
+pub const DB_IMMEDIATE: &str = "bench_immediate";
+/// The coalesced function of the write scenarios.
+pub const UPSERT_FUNCTION: &str = "entity.update_metadata_optimized";
+
 /// `postgresql.conf` settings of the benchmark cluster (on top of pgtest's).
+/// pg_stat_statements is loaded but tracks nothing until a write scenario
+/// turns it on (it counts the statements and rows that reach Postgres).
 pub const PG_SETTINGS: &[(&str, &str)] = &[
     ("max_connections", "400"),
     ("shared_buffers", "256MB"),
     ("synchronous_commit", "off"),
     ("fsync", "on"),
+    ("shared_preload_libraries", "pg_stat_statements"),
+    ("pg_stat_statements.track", "none"),
 ];
 
 /// Starts the benchmark cluster (trust auth) and creates [`DB`] in it.
@@ -99,7 +110,9 @@ pub struct ProxyProcess {
     /// The command line, for the report.
     pub command: String,
     child: Child,
-    /// Config directory to delete after the process is gone (PgBouncer).
+    /// Already stopped by [`ProxyProcess::stop`].
+    stopped: bool,
+    /// Config directory to delete after the process is gone.
     _dir: Option<TempDir>,
 }
 
@@ -125,9 +138,21 @@ impl ProxyProcess {
     }
 }
 
+impl ProxyProcess {
+    /// SIGTERM, then SIGKILL after a grace period; a note when it had to be
+    /// killed or had already failed. Nothing is done the second time.
+    pub fn stop(&mut self) -> Option<String> {
+        if self.stopped {
+            return None;
+        }
+        self.stopped = true;
+        sys::terminate(&mut self.child, STOP_GRACE)
+    }
+}
+
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
-        if let Some(note) = sys::terminate(&mut self.child, STOP_GRACE) {
+        if let Some(note) = self.stop() {
             eprintln!("bench: {} (pid {}) {note}", self.name, self.child.id());
         }
     }
@@ -229,13 +254,14 @@ pub fn start_pgbouncer(bin: &Path, pg: &pgtest::Cluster, log: &Path) -> Result<P
         cmd.uid(uid).gid(gid);
     }
     let command = format!("{} {}", bin.display(), ini_path.display());
-    let child = spawn_logged(&mut cmd, log, "pgbouncer")?;
+    let child = spawn_logged(&mut cmd, log, false, "pgbouncer")?;
     let mut proc = ProxyProcess {
         name: "pgbouncer",
         port,
         log: log.to_owned(),
         command,
         child,
+        stopped: false,
         _dir: Some(dir),
     };
     wait_ready("pgbouncer", port, &mut proc.child, log)?;
@@ -249,9 +275,16 @@ fn write_public(path: &Path, contents: &str) -> Result<()> {
         .with_context(|| format!("chmod {}", path.display()))
 }
 
-/// Spawns `cmd` with stdin closed and stdout+stderr appended to `log`.
-fn spawn_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<Child> {
-    let file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+/// Spawns `cmd` with stdin closed and stdout+stderr written to `log`
+/// (truncated first unless `append`).
+fn spawn_logged(cmd: &mut Command, log: &Path, append: bool, what: &str) -> Result<Child> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let file2 = file
         .try_clone()
         .with_context(|| format!("duplicating the handle of {}", log.display()))?;
@@ -322,51 +355,128 @@ pub fn pgcoalesce_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Starts pgcoalesce in transaction mode in front of `pg`, logging to `log`.
-pub fn start_pgcoalesce(bin: &Path, pg: &pgtest::Cluster, log: &Path) -> Result<ProxyProcess> {
+/// Starts pgcoalesce in transaction mode in front of `pg` with the
+/// benchmark's config file (see [`pgcoalesce_config`]), logging to `log`
+/// (appending when `append`).
+pub fn start_pgcoalesce(
+    bin: &Path,
+    pg: &pgtest::Cluster,
+    log: &Path,
+    append: bool,
+) -> Result<ProxyProcess> {
+    let dir = tempfile::Builder::new()
+        .prefix("bench-pgcoalesce-")
+        .tempdir()
+        .context("creating pgcoalesce's config directory")?;
     let port = sys::free_port()?;
-    let args = pgcoalesce_args(pg, port);
+    let config_path = dir.path().join("pgcoalesce.yaml");
+    fs::write(&config_path, pgcoalesce_config(pg, port))
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let args = vec![
+        "--config".to_owned(),
+        config_path.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
     let mut cmd = Command::new(bin);
     cmd.args(&args).env("RUST_LOG", "warn");
     let command = format!("RUST_LOG=warn {} {}", bin.display(), args.join(" "));
-    let child = spawn_logged(&mut cmd, log, "pgcoalesce")?;
+    let child = spawn_logged(&mut cmd, log, append, "pgcoalesce")?;
     let mut proc = ProxyProcess {
         name: "pgcoalesce",
         port,
         log: log.to_owned(),
         command,
         child,
-        _dir: None,
+        stopped: false,
+        _dir: Some(dir),
     };
     wait_ready("pgcoalesce", port, &mut proc.child, log)?;
     Ok(proc)
 }
 
-/// pgcoalesce's command line arguments (pool size is its default, 20). Like
-/// PgBouncer here, it reaches Postgres over its Unix socket, as a proxy on
-/// the database host would; clients of both connect over TCP.
-fn pgcoalesce_args(pg: &pgtest::Cluster, listen_port: u16) -> Vec<String> {
-    vec![
-        "--upstream".into(),
-        format!(
-            "postgres://postgres@localhost:{}/{DB}?host={}",
-            pg.port(),
-            pg.socket_dir().display()
-        ),
-        "--listen".into(),
-        format!("127.0.0.1:{listen_port}"),
-        "--pool-mode".into(),
-        "transaction".into(),
-    ]
+/// pgcoalesce's YAML config: transaction mode, pool size [`POOL_SIZE`],
+/// user `postgres` with trust, databases [`DB`] and [`DB_IMMEDIATE`] (both
+/// upstream database `bench`, reached like PgBouncer over Postgres's Unix
+/// socket, as a proxy on the database host would), and one coalescing rule
+/// for [`UPSERT_FUNCTION`] per database: `hot_flushed` (ack flushed) on
+/// [`DB`] and `hot_immediate` (ack immediate) on [`DB_IMMEDIATE`], with the
+/// reference rule's arguments, key, writes and flush statement and default
+/// tuning. Statements that are not such calls pass through both alike.
+pub fn pgcoalesce_config(pg: &pgtest::Cluster, listen_port: u16) -> String {
+    let host = yaml_str(&pg.socket_dir().display().to_string());
+    let port = pg.port();
+    let mut lines = vec![
+        format!("listen: 127.0.0.1:{listen_port}"),
+        "pool:".into(),
+        "  mode: transaction".into(),
+        format!("  size: {POOL_SIZE}"),
+        "users:".into(),
+        "  - name: postgres".into(),
+        "    auth: trust".into(),
+        "databases:".into(),
+    ];
+    for name in [DB, DB_IMMEDIATE] {
+        lines.extend([
+            format!("  - name: {name}"),
+            format!("    host: {host}"),
+            format!("    port: {port}"),
+            format!("    dbname: {DB}"),
+        ]);
+    }
+    lines.push("coalesce:".into());
+    for (rule, db, ack) in [
+        ("hot_flushed", DB, "flushed"),
+        ("hot_immediate", DB_IMMEDIATE, "immediate"),
+    ] {
+        lines.extend([
+            format!("  - name: {rule}"),
+            format!("    database: {db}"),
+            format!("    function: {UPSERT_FUNCTION}"),
+            "    arguments: [p_entity_name, p_key, p_value, p_sync_group]".into(),
+            "    defaults: {p_sync_group: public.NORMAL}".into(),
+            "    key: [p_entity_name, p_key]".into(),
+            "    writes: [entity.entity_metadata]".into(),
+            format!("    flush: {}", yaml_str(FLUSH_STATEMENT)),
+            format!("    ack: {ack}"),
+        ]);
+    }
+    lines.join("\n") + "\n"
+}
+
+/// The rules' bulk statement (migrations/002_batch_upsert.sql).
+const FLUSH_STATEMENT: &str = "SELECT entity.update_metadata_batch($1::text[], $2::text[], \
+                               $3::text[]::jsonb[], $4::text[])";
+
+/// A YAML double-quoted scalar.
+fn yaml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Everything scenarios run against. Field order is drop order: the proxies
 /// stop before the cluster does.
 pub struct Stack {
-    /// pgcoalesce.
-    pub pgcoalesce: ProxyProcess,
+    /// pgcoalesce (replaced by [`Stack::restart_pgcoalesce`]).
+    pub pgcoalesce: RefCell<ProxyProcess>,
     /// PgBouncer, or why it is unavailable (its runs are then recorded as failed).
     pub pgbouncer: std::result::Result<ProxyProcess, String>,
     /// The benchmark cluster.
     pub pg: pgtest::Cluster,
+    /// The pgcoalesce binary, for restarts.
+    pub pgcoalesce_bin: PathBuf,
+}
+
+impl Stack {
+    /// Stops pgcoalesce (SIGTERM) and starts a fresh one on a new port, its
+    /// output appended to the same log: coalescing runs each get a process
+    /// of their own, so its memory figures belong to that run alone.
+    pub fn restart_pgcoalesce(&self) -> Result<()> {
+        let mut current = self.pgcoalesce.borrow_mut();
+        if let Some(note) = current.stop() {
+            eprintln!("bench: pgcoalesce (pid {}) {note}", current.pid());
+        }
+        let log = current.log.clone();
+        *current = start_pgcoalesce(&self.pgcoalesce_bin, &self.pg, &log, true)?;
+        Ok(())
+    }
 }

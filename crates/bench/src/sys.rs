@@ -158,6 +158,21 @@ impl ProcStat {
     }
 }
 
+/// Resident set size of a process in KiB (`VmRSS` from `/proc/<pid>/status`);
+/// `None` when the process is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&text)
+}
+
+/// The `VmRSS:   1234 kB` line of a `/proc/<pid>/status` text, in KiB.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 /// Parses a `/proc/<pid>/stat` line. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted after the last `)`.
 fn parse_stat(text: &str) -> Option<ProcStat> {
@@ -184,6 +199,13 @@ mod tests {
         let s = parse_stat(line).unwrap();
         assert_eq!(s.state, 'S');
         assert_eq!(s.cpu_ticks, 325);
+    }
+
+    #[test]
+    fn vm_rss() {
+        assert_eq!(parse_vm_rss("Name:\tx\nVmRSS:\t   5120 kB\n"), Some(5120));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        assert!(rss_kib(std::process::id()).is_some_and(|k| k > 0));
     }
 
     #[test]

@@ -55,6 +55,40 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
     deserializer.deserialize_any(DurationVisitor)
 }
 
+/// `deserialize_with` adapter for an optional duration: YAML `null` (or
+/// `~`) is `None`, anything else is read as by [`deserialize`].
+pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    deserializer.deserialize_option(OptionalDurationVisitor)
+}
+
+/// Serde visitor behind [`deserialize_option`].
+struct OptionalDurationVisitor;
+
+impl<'de> Visitor<'de> for OptionalDurationVisitor {
+    type Value = Option<Duration>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "null or {EXPECTED}")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<Duration>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Duration>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        deserialize(deserializer).map(Some)
+    }
+}
+
 /// Serde visitor behind [`deserialize`].
 struct DurationVisitor;
 

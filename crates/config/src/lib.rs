@@ -5,13 +5,14 @@
 //! callers get a `Config` by value and pass it (or an `Arc` of it) around.
 //!
 //! - [`model`]: the data types ([`Config`], [`PoolSettings`], [`User`],
-//!   [`Database`], [`CoalesceRule`] and the enums) with their defaults and
-//!   lookup helpers.
+//!   [`Database`], [`Replica`], [`ReadSplit`], [`CoalesceRule`] and the
+//!   enums) with their defaults and lookup helpers.
 //! - [`duration`]: the `"500ms"` / `"5s"` / `"10m"` / `"1h"` duration syntax.
 //! - `validate`: [`Config::validate`], the semantic checks serde cannot do.
 //! - [`scram`]: the shape of a Postgres SCRAM-SHA-256 secret.
-//! - `upstream`: [`Config::from_upstream_url`] and
-//!   [`Config::apply_upstream_url`], the `postgres://` quick form.
+//! - `upstream`: [`Config::from_upstream_url`],
+//!   [`Config::apply_upstream_url`] and [`Config::apply_replica_urls`], the
+//!   `postgres://` quick form.
 //!
 //! Entry points: [`load`] for a file, [`Config::from_yaml`] for text, and
 //! [`Config::from_upstream_url`] for the no-file quick form. All of them
@@ -27,8 +28,9 @@ use std::path::{Path, PathBuf};
 
 pub use duration::parse_duration;
 pub use model::{
-    AckMode, AuthMethod, CoalesceRule, Config, Database, LogFormat, PoolMode, PoolSettings, User,
-    DEFAULT_PORT, MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
+    AckMode, AuthMethod, Balancing, CoalesceRule, Config, Database, LogFormat, PoolMode,
+    PoolSettings, ReadSplit, Replica, User, DEFAULT_PORT, MAX_MESSAGE_SIZE_LIMIT,
+    MIN_MESSAGE_SIZE_LIMIT,
 };
 pub use scram::ScramSecret;
 
@@ -74,6 +76,16 @@ pub enum ConfigError {
     /// itself is never echoed, since it may carry a password.
     #[error("invalid upstream URL: {reason}")]
     Url {
+        /// What is wrong with the URL.
+        reason: String,
+    },
+    /// A replica URL given to [`Config::apply_replica_urls`] is malformed,
+    /// or does not say which database it replicates. Like the upstream URL,
+    /// the URL itself is never echoed.
+    #[error("invalid replica URL #{}: {reason}", index + 1)]
+    ReplicaUrl {
+        /// 0-based position of the URL in the list given.
+        index: usize,
         /// What is wrong with the URL.
         reason: String,
     },

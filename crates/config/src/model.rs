@@ -66,6 +66,9 @@ pub struct Config {
     /// Which upsert calls are coalesced, and how they are flushed (YAML key
     /// `coalesce`). Default none: every statement passes through.
     pub coalesce: Vec<CoalesceRule>,
+    /// How reads are split to the databases' `replicas` (YAML key
+    /// `read_split`). Unused by databases without replicas.
+    pub read_split: ReadSplit,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             users: Vec::new(),
             databases: Vec::new(),
             coalesce: Vec::new(),
+            read_split: ReadSplit::default(),
         }
     }
 }
@@ -272,6 +276,11 @@ pub struct Database {
     /// Overrides `pool.size` for this database.
     #[serde(default)]
     pub pool_size: Option<usize>,
+    /// Streaming replicas of this database's primary that reads may be
+    /// split to (see [`ReadSplit`]). Default none: everything runs on the
+    /// primary.
+    #[serde(default)]
+    pub replicas: Vec<Replica>,
 }
 
 fn default_port() -> u16 {
@@ -288,12 +297,101 @@ impl Database {
             dbname: None,
             pool_mode: None,
             pool_size: None,
+            replicas: Vec::new(),
         }
     }
 
     /// The database name to send upstream: `dbname`, else `name`.
     pub fn upstream_dbname(&self) -> &str {
         self.dbname.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A streaming replica (hot standby) of a database's primary. The proxy
+/// logs in to it with the same user name, password and database name as to
+/// the primary (a physical replica has the primary's roles and databases).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replica {
+    /// Host name, IP address, or Unix socket directory (starting with `/`).
+    pub host: String,
+    /// Port. Default 5432.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Share of the reads this replica gets relative to the others (with
+    /// round-robin balancing), or how many reads in flight it takes per one
+    /// on a weight-1 replica (with least-outstanding). Default 1, >= 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl Replica {
+    /// A replica at `host:port` with weight 1.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Replica {
+            host: host.into(),
+            port,
+            weight: default_weight(),
+        }
+    }
+}
+
+/// How reads pick a replica among those that are up and caught up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balancing {
+    /// Smooth weighted round robin: each replica gets reads in proportion to
+    /// its `weight`, interleaved.
+    #[default]
+    RoundRobin,
+    /// The replica with the fewest reads in flight relative to its `weight`.
+    LeastOutstanding,
+}
+
+/// Read splitting: health checks of the replicas and the rules for sending
+/// a read to one (YAML key `read_split`; every field optional).
+///
+/// Which statements count as reads is not configured here: only those that
+/// cannot change an answer (see the design notes) are ever sent to a
+/// replica.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadSplit {
+    /// How often the primary's WAL position and every replica's replay
+    /// position are sampled. Default 1 s; must be > 0.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub health_check_interval: Duration,
+    /// A replica further behind the primary's WAL than this many bytes is
+    /// skipped. Default 16 MiB (16777216).
+    pub max_lag_bytes: u64,
+    /// A replica behind the primary whose last replayed transaction is older
+    /// than this is skipped. Default 5 s.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub max_lag: Duration,
+    /// How a replica is picked. Default `round_robin`.
+    pub balancing: Balancing,
+    /// Read-your-writes: after a client writes, its reads stay on the
+    /// primary until a replica has replayed past the write. With a window,
+    /// for at most that long after the write; after it any healthy replica
+    /// may serve them (0 turns read-your-writes off). Default none (no
+    /// upper bound). YAML `null` is none.
+    #[serde(deserialize_with = "crate::duration::deserialize_option")]
+    pub read_your_writes_window: Option<Duration>,
+}
+
+impl Default for ReadSplit {
+    fn default() -> Self {
+        ReadSplit {
+            health_check_interval: Duration::from_secs(1),
+            max_lag_bytes: 16 * 1024 * 1024,
+            max_lag: Duration::from_secs(5),
+            balancing: Balancing::default(),
+            read_your_writes_window: None,
+        }
     }
 }
 
@@ -530,3 +628,9 @@ keyword_enum!(
 );
 keyword_enum!(LogFormat, "log format", Text => "text", Json => "json");
 keyword_enum!(AckMode, "ack mode", Flushed => "flushed", Immediate => "immediate");
+keyword_enum!(
+    Balancing,
+    "balancing policy",
+    RoundRobin => "round_robin",
+    LeastOutstanding => "least_outstanding",
+);

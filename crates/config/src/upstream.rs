@@ -6,11 +6,87 @@
 //! required. Query parameters (`?sslmode=...`) and fragments are rejected
 //! rather than silently ignored. Errors never quote the URL, which may hold
 //! a password.
+//!
+//! Replica URLs ([`Config::apply_replica_urls`]) take the same form with
+//! user and dbname optional: `postgres://[user@]host[:port][/dbname]`.
 
 use url::{Host, Url};
 
-use crate::model::{AuthMethod, Config, Database, User, DEFAULT_PORT};
+use crate::model::{AuthMethod, Config, Database, Replica, User, DEFAULT_PORT};
 use crate::ConfigError;
+
+/// The parts of a `postgres://` URL, decoded; `user` and `dbname` are empty
+/// when the URL has none.
+struct UrlParts {
+    user: String,
+    password: Option<String>,
+    host: String,
+    port: u16,
+    dbname: String,
+}
+
+impl UrlParts {
+    /// Parses the URL forms shared by upstream and replica URLs; `form` is the
+    /// expected shape, quoted in errors. Returns the reason on failure.
+    fn parse(text: &str, form: &str) -> Result<UrlParts, String> {
+        let url = Url::parse(text).map_err(|err| format!("{err}; {form}"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "scheme must be postgres:// or postgresql://, got {}://",
+                url.scheme()
+            ));
+        }
+        // The one query parameter taken, as in libpq: `?host=/socket/dir`
+        // for a Unix-socket upstream.
+        let mut socket_dir = None;
+        for (k, v) in url.query_pairs() {
+            if k == "host" && v.starts_with('/') {
+                socket_dir = Some(v.into_owned());
+            } else {
+                return Err(format!(
+                    "query parameter {k:?} is not supported (only host=/socket/dir); {form}"
+                ));
+            }
+        }
+        if url.fragment().is_some() {
+            return Err(format!("fragments are not supported; {form}"));
+        }
+        let user = percent_decode(url.username(), "user name")?;
+        let password = match url.password() {
+            Some(encoded) if !encoded.is_empty() => Some(percent_decode(encoded, "password")?),
+            _ => None,
+        };
+        let host = match (socket_dir, url.host()) {
+            (Some(dir), _) => dir,
+            (None, Some(Host::Domain(name))) => percent_decode(name, "host")?,
+            (None, Some(Host::Ipv4(addr))) => addr.to_string(),
+            (None, Some(Host::Ipv6(addr))) => addr.to_string(),
+            (None, None) => String::new(),
+        };
+        if host.is_empty() {
+            return Err(format!("a host is required; {form}"));
+        }
+        if host.contains(',') {
+            return Err("multiple hosts are not supported".to_string());
+        }
+        let port = url.port().unwrap_or(DEFAULT_PORT);
+        if port == 0 {
+            return Err("port must not be 0".to_string());
+        }
+        let path = url.path().strip_prefix('/').unwrap_or(url.path());
+        if path.contains('/') {
+            return Err(format!("the path must be a single database name; {form}"));
+        }
+        let dbname = percent_decode(path, "database name")?;
+        Ok(UrlParts {
+            user,
+            password,
+            host,
+            port,
+            dbname,
+        })
+    }
+}
 
 /// The parts of an upstream URL, decoded.
 struct UpstreamUrl {
@@ -24,73 +100,21 @@ struct UpstreamUrl {
 impl UpstreamUrl {
     fn parse(text: &str) -> Result<UpstreamUrl, ConfigError> {
         const FORM: &str = "expected postgres://user[:password]@host[:port]/dbname";
-        let url = Url::parse(text).map_err(|err| ConfigError::url(format!("{err}; {FORM}")))?;
-        if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(ConfigError::url(format!(
-                "scheme must be postgres:// or postgresql://, got {}://",
-                url.scheme()
-            )));
-        }
-        // The one query parameter taken, as in libpq: `?host=/socket/dir`
-        // for a Unix-socket upstream.
-        let mut socket_dir = None;
-        for (k, v) in url.query_pairs() {
-            if k == "host" && v.starts_with('/') {
-                socket_dir = Some(v.into_owned());
-            } else {
-                return Err(ConfigError::url(format!(
-                    "query parameter {k:?} is not supported (only host=/socket/dir); {FORM}"
-                )));
-            }
-        }
-        if url.fragment().is_some() {
-            return Err(ConfigError::url(format!(
-                "fragments are not supported; {FORM}"
-            )));
-        }
-        let user = percent_decode(url.username(), "user name")?;
-        if user.is_empty() {
+        let parts = UrlParts::parse(text, FORM).map_err(ConfigError::url)?;
+        if parts.user.is_empty() {
             return Err(ConfigError::url(format!("a user name is required; {FORM}")));
         }
-        let password = match url.password() {
-            Some(encoded) if !encoded.is_empty() => Some(percent_decode(encoded, "password")?),
-            _ => None,
-        };
-        let host = match (socket_dir, url.host()) {
-            (Some(dir), _) => dir,
-            (None, Some(Host::Domain(name))) => percent_decode(name, "host")?,
-            (None, Some(Host::Ipv4(addr))) => addr.to_string(),
-            (None, Some(Host::Ipv6(addr))) => addr.to_string(),
-            (None, None) => String::new(),
-        };
-        if host.is_empty() {
-            return Err(ConfigError::url(format!("a host is required; {FORM}")));
-        }
-        if host.contains(',') {
-            return Err(ConfigError::url("multiple hosts are not supported"));
-        }
-        let port = url.port().unwrap_or(DEFAULT_PORT);
-        if port == 0 {
-            return Err(ConfigError::url("port must not be 0"));
-        }
-        let path = url.path().strip_prefix('/').unwrap_or(url.path());
-        if path.contains('/') {
-            return Err(ConfigError::url(format!(
-                "the path must be a single database name; {FORM}"
-            )));
-        }
-        let dbname = percent_decode(path, "database name")?;
-        if dbname.is_empty() {
+        if parts.dbname.is_empty() {
             return Err(ConfigError::url(format!(
                 "a database name is required; {FORM}"
             )));
         }
         Ok(UpstreamUrl {
-            user,
-            password,
-            host,
-            port,
-            dbname,
+            user: parts.user,
+            password: parts.password,
+            host: parts.host,
+            port: parts.port,
+            dbname: parts.dbname,
         })
     }
 
@@ -183,8 +207,85 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Adds streaming replicas given as URLs (the `--replica URL` flag,
+    /// repeatable) to the databases they replicate. The exact rule:
+    ///
+    /// 1. Each URL has the form `postgres://[user[:password]@]host[:port][/dbname]`
+    ///    and is parsed like the upstream URL (`postgres` or `postgresql`
+    ///    scheme, port default 5432, `?host=/socket/dir` for a Unix socket,
+    ///    no other query parameters, no fragment).
+    /// 2. User and password are ignored: the proxy logs in to a replica with
+    ///    the same user, password and upstream database name as to the
+    ///    primary (a physical replica has the primary's roles and databases).
+    /// 3. Without a dbname the replica is added to every database; with one,
+    ///    to every database whose [`upstream_dbname`](Database::upstream_dbname)
+    ///    is that name (at least one must be). Either way those databases must
+    ///    all have the same primary (host and port), since a streaming
+    ///    replica copies one server; otherwise this is an error asking to name
+    ///    the database or use the config file.
+    /// 4. A database that already lists a replica at that host and port keeps
+    ///    it (with its weight); otherwise the replica is appended with weight 1.
+    /// 5. The result is validated (so a URL naming a database's own primary
+    ///    is rejected).
+    ///
+    /// On error `self` is left unchanged. URL errors are
+    /// [`ConfigError::ReplicaUrl`] with the URL's position in `urls`.
+    pub fn apply_replica_urls(&mut self, urls: &[String]) -> Result<(), ConfigError> {
+        const FORM: &str = "expected postgres://[user@]host[:port][/dbname]";
+        let mut next = self.clone();
+        for (index, text) in urls.iter().enumerate() {
+            let fail = |reason: String| ConfigError::ReplicaUrl { index, reason };
+            let parts = UrlParts::parse(text, FORM).map_err(fail)?;
+            let targets: Vec<usize> = next
+                .databases
+                .iter()
+                .enumerate()
+                .filter(|(_, db)| parts.dbname.is_empty() || db.upstream_dbname() == parts.dbname)
+                .map(|(i, _)| i)
+                .collect();
+            let Some(&first) = targets.first() else {
+                return Err(fail(if next.databases.is_empty() {
+                    "no database is configured to add the replica to".to_string()
+                } else {
+                    format!(
+                        "no configured database has upstream dbname {:?}",
+                        parts.dbname
+                    )
+                }));
+            };
+            let primary = (&next.databases[first].host, next.databases[first].port);
+            if targets
+                .iter()
+                .any(|&i| (&next.databases[i].host, next.databases[i].port) != primary)
+            {
+                return Err(fail(
+                    "the databases it would apply to have different primaries; name the \
+                     database in the URL (postgres://host:port/dbname) or list the replicas \
+                     in the config file"
+                        .to_string(),
+                ));
+            }
+            for i in targets {
+                let db = &mut next.databases[i];
+                let known = db
+                    .replicas
+                    .iter()
+                    .any(|r| r.host == parts.host && r.port == parts.port);
+                if !known {
+                    db.replicas
+                        .push(Replica::new(parts.host.clone(), parts.port));
+                }
+            }
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+}
+
 /// Decodes `%XX` escapes; `what` names the URL part for the error.
-fn percent_decode(text: &str, what: &str) -> Result<String, ConfigError> {
+fn percent_decode(text: &str, what: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -198,16 +299,11 @@ fn percent_decode(text: &str, what: &str) -> Result<String, ConfigError> {
         match (hex(i + 1), hex(i + 2)) {
             // Both digits are < 16, so the byte cannot overflow.
             (Some(high), Some(low)) => out.push((high * 16 + low) as u8),
-            _ => {
-                return Err(ConfigError::url(format!(
-                    "bad percent-escape in the {what}"
-                )))
-            }
+            _ => return Err(format!("bad percent-escape in the {what}")),
         }
         i += 3;
     }
-    String::from_utf8(out)
-        .map_err(|_| ConfigError::url(format!("the {what} is not valid UTF-8 once decoded")))
+    String::from_utf8(out).map_err(|_| format!("the {what} is not valid UTF-8 once decoded"))
 }
 
 #[cfg(test)]

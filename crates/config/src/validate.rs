@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::model::{
-    AckMode, AuthMethod, CoalesceRule, Config, Database, PoolSettings, User,
+    AckMode, AuthMethod, CoalesceRule, Config, Database, PoolSettings, ReadSplit, User,
     MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
 };
 use crate::scram::ScramSecret;
@@ -26,6 +26,11 @@ impl Config {
     /// name configured users; databases need a host, a non-zero port, and a
     /// `pool_size` override (if any) in `max(1, pool.min_idle)..`. Names and
     /// secrets must not contain NUL bytes (the protocol cannot carry them).
+    ///
+    /// Replicas: a host (no NUL bytes), a non-zero port, `weight >= 1`, no
+    /// two replicas of one database at the same host and port, and none at
+    /// the database's own `host` and `port` (that is the primary).
+    /// `read_split.health_check_interval > 0`.
     ///
     /// Coalescing rules: names non-empty and unique; `database` names a
     /// configured database; exactly one of `function` / `table`, a valid
@@ -58,6 +63,7 @@ impl Config {
             ));
         }
         validate_pool(&self.pool)?;
+        validate_read_split(&self.read_split)?;
         self.validate_users()?;
         self.validate_databases()?;
         self.validate_coalesce()
@@ -192,6 +198,17 @@ fn validate_pool(pool: &PoolSettings) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `read_split.*` ranges.
+fn validate_read_split(read_split: &ReadSplit) -> Result<(), ConfigError> {
+    if read_split.health_check_interval.is_zero() {
+        return Err(ConfigError::invalid(
+            "read_split.health_check_interval",
+            "must be greater than zero",
+        ));
+    }
+    Ok(())
+}
+
 /// One user's credentials against its auth method; `at` is `users[i]`.
 fn validate_user(at: &str, user: &User) -> Result<(), ConfigError> {
     for (field, secret) in [
@@ -260,6 +277,51 @@ fn validate_database(at: &str, db: &Database, pool: &PoolSettings) -> Result<(),
             return Err(ConfigError::invalid(
                 format!("{at}.pool_size"),
                 format!("must be at least {least} (1 and pool.min_idle)"),
+            ));
+        }
+    }
+    validate_replicas(at, db)
+}
+
+/// A database's `replicas`; `at` is `databases[i]`.
+fn validate_replicas(at: &str, db: &Database) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (j, replica) in db.replicas.iter().enumerate() {
+        let at = format!("{at}.replicas[{j}]");
+        if replica.host.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{at}.host"),
+                "must not be empty",
+            ));
+        }
+        if replica.host.contains('\0') {
+            return Err(ConfigError::invalid(
+                format!("{at}.host"),
+                "must not contain NUL bytes",
+            ));
+        }
+        if replica.port == 0 {
+            return Err(ConfigError::invalid(format!("{at}.port"), "must not be 0"));
+        }
+        if replica.weight == 0 {
+            return Err(ConfigError::invalid(
+                format!("{at}.weight"),
+                "must be at least 1",
+            ));
+        }
+        if replica.host == db.host && replica.port == db.port {
+            return Err(ConfigError::invalid(
+                at,
+                format!(
+                    "{}:{} is the database's primary (host and port), not a replica",
+                    replica.host, replica.port
+                ),
+            ));
+        }
+        if !seen.insert((replica.host.as_str(), replica.port)) {
+            return Err(ConfigError::invalid(
+                at,
+                format!("duplicate replica {}:{}", replica.host, replica.port),
             ));
         }
     }

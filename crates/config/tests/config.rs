@@ -185,10 +185,12 @@ databases:
                 dbname: Some("shop_prod".into()),
                 pool_mode: Some(PoolMode::Transaction),
                 pool_size: Some(3),
+                replicas: vec![],
             },
             Database::new("analytics", "analytics.internal", 5432),
         ],
         coalesce: vec![],
+        read_split: Default::default(),
     };
     let config = parse(&yaml);
     assert_eq!(config, expected);
@@ -233,8 +235,9 @@ fn unknown_nested_keys_report_their_line() {
     );
     assert_parse_at(&err, 5, "pasword");
 
-    let err = parse_err(&format!("{MINIMAL}    replicas: [r1]\n"));
-    assert_parse_at(&err, 7, "replicas");
+    // (`replicas` is a real key now; a misspelling of it is not.)
+    let err = parse_err(&format!("{MINIMAL}    replica: [r1]\n"));
+    assert_parse_at(&err, 7, "replica");
 }
 
 #[test]

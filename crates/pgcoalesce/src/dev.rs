@@ -39,7 +39,9 @@ pub async fn run(cli: &Cli) -> Result<()> {
     if cli.listen.is_none() {
         config.listen = "127.0.0.1:6432".parse()?;
     }
-    crate::warn_replicas(cli);
+    if cli.replica.is_empty() {
+        config.apply_replica_urls(&[replica.url("postgres", None, DATABASE)])?;
+    }
     let listen = config.listen;
     eprintln!("primary: {upstream}");
     eprintln!("replica: {}", replica.url("postgres", None, DATABASE));

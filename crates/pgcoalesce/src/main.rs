@@ -21,8 +21,8 @@ struct Cli {
     /// that name when both are given.
     #[arg(long, global = true)]
     upstream: Option<String>,
-    /// Streaming replica of the upstream (repeatable). Read splitting is not
-    /// built yet: accepted and ignored with a warning.
+    /// Streaming replica of the upstream (repeatable): reads that may run
+    /// there are split to it, lag-aware, with read-your-writes.
     #[arg(long, global = true)]
     replica: Vec<String>,
     /// Listen address (overrides the file).
@@ -77,7 +77,6 @@ fn main() -> Result<()> {
             None => dev::run(&cli).await,
             Some(config) => {
                 init_logging(config.log_format);
-                warn_replicas(&cli);
                 serve(config).await
             }
         }
@@ -100,6 +99,9 @@ fn build_config(cli: &Cli, upstream: Option<&str>) -> Result<Config> {
             anyhow::bail!("give --config FILE or --upstream URL (or run `pgcoalesce dev`)")
         }
     };
+    if !cli.replica.is_empty() {
+        config.apply_replica_urls(&cli.replica)?;
+    }
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
@@ -154,13 +156,4 @@ async fn wait_for_signal() -> Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
-}
-
-fn warn_replicas(cli: &Cli) {
-    if !cli.replica.is_empty() {
-        tracing::warn!(
-            replicas = cli.replica.len(),
-            "read splitting is not built yet: --replica is ignored, every query goes to the primary"
-        );
-    }
 }

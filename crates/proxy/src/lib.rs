@@ -16,6 +16,9 @@
 //! - [`params`]: a client's session parameters, replayed on checkout.
 //! - [`pinning`]: which statements tie a client to its connection.
 //! - [`cancel`]: the proxy's own cancel keys and their forwarding.
+//! - [`replicas`]: replica health and lag, and the choice of a replica.
+//! - [`route`]: whether a statement may run on a replica (sqlparser).
+//! - [`router`]: read routing of one database: replicas, volatility, cache.
 //! - [`state`]: what all sessions share.
 //! - [`error`]: errors with a SQLSTATE a client may see.
 
@@ -30,6 +33,9 @@ pub mod pinning;
 pub mod pool;
 pub mod prepared;
 pub mod relay;
+pub mod replicas;
+pub mod route;
+pub mod router;
 pub mod server;
 pub mod session;
 pub mod state;

@@ -232,6 +232,8 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
     io.send(&out).await?;
     let who = Identity {
         coalescer: shared.coalescer.clone().filter(|c| c.active_for(&database)),
+        router: shared.routers.get(&database).cloned(),
+        replica_pools: shared.replica_pools(&database, &user),
         database,
         user,
         barrier_limit: shared.config.pool.query_wait_timeout,

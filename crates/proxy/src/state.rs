@@ -14,6 +14,8 @@ use crate::cancel::CancelRegistry;
 use crate::classify::RuleShape;
 use crate::coalesce::{Ack, Coalescer, Rule};
 use crate::pool::{Pool, PoolConfig};
+use crate::replicas::{ReadSplitSettings, ReplicaSet};
+use crate::router::Router;
 use crate::server::ServerTarget;
 
 /// Shared state of one running proxy.
@@ -21,6 +23,10 @@ pub struct Shared {
     pub config: Config,
     pub credentials: HashMap<String, Credential>,
     pools: DashMap<(String, String), Pool>,
+    /// Client pools on replicas, by (database, user, replica index).
+    replica_pools: DashMap<(String, String, usize), Pool>,
+    /// Read routing per database that has replicas.
+    pub routers: HashMap<String, Arc<Router>>,
     pub cancels: CancelRegistry,
     /// Present when the config has coalescing rules.
     pub coalescer: Option<Arc<Coalescer>>,
@@ -38,14 +44,86 @@ impl Shared {
         let rules: Vec<Rule> = config.coalesce.iter().map(rule_from_config).collect();
         let databases: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
         let coalescer = (!rules.is_empty()).then(|| Arc::new(Coalescer::new(rules, &databases)));
-        Ok(Arc::new(Shared {
+        let mut shared = Shared {
             coalescer,
             config,
             credentials,
             pools: DashMap::new(),
             cancels: CancelRegistry::default(),
             clients: AtomicUsize::new(0),
-        }))
+            replica_pools: DashMap::new(),
+            routers: HashMap::new(),
+        };
+        shared.routers = shared.start_routers();
+        Ok(Arc::new(shared))
+    }
+
+    /// Starts health checks and volatility loading for every database with
+    /// replicas. They log in as the first configured user.
+    fn start_routers(&self) -> HashMap<String, Arc<Router>> {
+        let mut routers = HashMap::new();
+        let Some(monitor) = self.config.users.first() else {
+            return routers;
+        };
+        for db in self
+            .config
+            .databases
+            .iter()
+            .filter(|d| !d.replicas.is_empty())
+        {
+            let (Some(primary), Some(target)) = (
+                self.pool(&db.name, &monitor.name),
+                self.target(&db.name, &monitor.name),
+            ) else {
+                continue;
+            };
+            let rs = &self.config.read_split;
+            let replicas = ReplicaSet::start(
+                target,
+                db.replicas
+                    .iter()
+                    .map(|r| (r.host.clone(), r.port, r.weight))
+                    .collect(),
+                ReadSplitSettings {
+                    interval: rs.health_check_interval,
+                    max_lag_bytes: rs.max_lag_bytes,
+                    max_lag: rs.max_lag,
+                    balancing: rs.balancing,
+                    read_your_writes_window: rs.read_your_writes_window,
+                },
+            );
+            routers.insert(db.name.clone(), Router::start(replicas, primary));
+        }
+        routers
+    }
+
+    /// This client's pools on each replica of `database`, in order.
+    pub fn replica_pools(&self, database: &str, user: &str) -> Vec<Pool> {
+        let Some(db) = self.config.database(database) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, r) in db.replicas.iter().enumerate() {
+            let key = (database.to_owned(), user.to_owned(), i);
+            if let Some(p) = self.replica_pools.get(&key) {
+                out.push(p.clone());
+                continue;
+            }
+            let (Some(mut target), Some(cfg)) =
+                (self.target(database, user), self.pool_config(database))
+            else {
+                continue;
+            };
+            target.host = r.host.clone();
+            target.port = r.port;
+            let pool = self
+                .replica_pools
+                .entry(key)
+                .or_insert_with(|| Pool::new(target, cfg))
+                .clone();
+            out.push(pool);
+        }
+        out
     }
 
     /// The pool for (database, user), created on first use. The caller has
@@ -55,31 +133,43 @@ impl Shared {
         if let Some(p) = self.pools.get(&key) {
             return Some(p.clone());
         }
-        let db = self.config.database(database)?;
-        let u = self.config.user(user)?;
-        let p = &self.config.pool;
-        let target = ServerTarget {
-            host: db.host.clone(),
-            port: db.port,
-            user: u.name.clone(),
-            dbname: db.upstream_dbname().to_owned(),
-            password: u.server_password.clone().or_else(|| u.password.clone()),
-            connect_timeout: p.connect_timeout,
-        };
-        let cfg = PoolConfig {
-            mode: self.config.pool_mode_for(db),
-            size: self.config.pool_size_for(db),
-            min_idle: p.min_idle,
-            idle_timeout: p.idle_timeout,
-            query_wait_timeout: p.query_wait_timeout,
-            server_lifetime: p.server_lifetime,
-        };
+        let target = self.target(database, user)?;
+        let cfg = self.pool_config(database)?;
         Some(
             self.pools
                 .entry(key)
                 .or_insert_with(|| Pool::new(target, cfg))
                 .clone(),
         )
+    }
+}
+
+impl Shared {
+    /// Where and as whom the proxy logs in to `database`'s primary for `user`.
+    fn target(&self, database: &str, user: &str) -> Option<ServerTarget> {
+        let db = self.config.database(database)?;
+        let u = self.config.user(user)?;
+        Some(ServerTarget {
+            host: db.host.clone(),
+            port: db.port,
+            user: u.name.clone(),
+            dbname: db.upstream_dbname().to_owned(),
+            password: u.server_password.clone().or_else(|| u.password.clone()),
+            connect_timeout: self.config.pool.connect_timeout,
+        })
+    }
+
+    fn pool_config(&self, database: &str) -> Option<PoolConfig> {
+        let db = self.config.database(database)?;
+        let p = &self.config.pool;
+        Some(PoolConfig {
+            mode: self.config.pool_mode_for(db),
+            size: self.config.pool_size_for(db),
+            min_idle: p.min_idle,
+            idle_timeout: p.idle_timeout,
+            query_wait_timeout: p.query_wait_timeout,
+            server_lifetime: p.server_lifetime,
+        })
     }
 }
 

@@ -60,6 +60,12 @@ pub fn error_response_code(severity: Severity, code: &str, message_text: &str) -
     })
 }
 
+/// A message with the given tag and body as is (an ErrorResponse the proxy
+/// passes on later, for instance).
+pub fn raw_message(tag: u8, body: &[u8]) -> Frame {
+    message(tag, |b| b.put_slice(body))
+}
+
 /// NoticeResponse ('N') at WARNING severity.
 pub fn notice_warning(message_text: &str) -> Frame {
     message(b'N', |b| {

@@ -177,12 +177,17 @@ pub struct ErrorFields {
     pub severity: String,
     pub code: String,
     pub message: String,
+    /// The whole body, every field included, to pass the error on intact.
+    pub body: Vec<u8>,
 }
 
 /// Decodes the severity ('V', or 'S' for old servers), code and message fields.
 pub fn error_fields(body: &[u8]) -> Option<ErrorFields> {
     let mut r = Reader::new(body);
-    let mut fields = ErrorFields::default();
+    let mut fields = ErrorFields {
+        body: body.to_vec(),
+        ..ErrorFields::default()
+    };
     loop {
         let kind = r.u8()?;
         if kind == 0 {

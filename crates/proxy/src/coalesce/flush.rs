@@ -155,6 +155,7 @@ fn reject(group: &Group, entry: Entry, fields: ErrorFields) {
     let rejection = Rejection {
         code: fields.code.clone(),
         message: fields.message.clone(),
+        body: fields.body.clone(),
     };
     if group.rule.ack == Ack::Immediate {
         tracing::warn!(rule = %group.rule.name, code = %fields.code, message = %fields.message, "coalesced write rejected");
@@ -307,6 +308,7 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
                 severity: "ERROR".into(),
                 code: "42703".into(),
                 message: format!("column \"{c}\" of relation \"{table}\" does not exist"),
+                body: Vec::new(),
             }));
         };
         casts.push(format!("u.{}::{}", quote_ident(c), ty));

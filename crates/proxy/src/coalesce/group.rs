@@ -14,6 +14,9 @@ pub type AckResult = Result<(), Rejection>;
 pub struct Rejection {
     pub code: String,
     pub message: String,
+    /// The server's whole ErrorResponse body (detail, constraint, ...),
+    /// when the server produced the error.
+    pub body: Vec<u8>,
 }
 
 /// One key's newest value and everyone waiting for it to land.

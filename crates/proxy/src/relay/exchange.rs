@@ -104,6 +104,7 @@ impl Exchange {
                         self.settle_ack(Err(crate::coalesce::Rejection {
                             code: "57P01".into(),
                             message: "the proxy is shutting down".into(),
+                            body: Vec::new(),
                         }))
                     }
                 },
@@ -125,11 +126,12 @@ impl Exchange {
                 }
             }
             Err(rejection) => {
-                let e = build::error_response_code(
-                    Severity::Error,
-                    &rejection.code,
-                    &rejection.message,
-                );
+                // The server's own error for the row, every field intact.
+                let e = if rejection.body.is_empty() {
+                    build::error_response_code(Severity::Error, &rejection.code, &rejection.message)
+                } else {
+                    build::raw_message(b'E', &rejection.body)
+                };
                 self.to_client.extend_from_slice(e.raw());
                 if simple {
                     let rfq = build::ready_for_query(TxStatus::Idle);

@@ -12,7 +12,7 @@ mod exchange;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use config::PoolMode;
@@ -28,6 +28,9 @@ use crate::params::ClientParams;
 use crate::pinning;
 use crate::pool::{Lease, Pool};
 use crate::prepared::{ClientStatements, SharedStatement};
+use crate::replicas::ReplicaChoice;
+use crate::route::Route;
+use crate::router::Router;
 use crate::server::{lost, ServerConn};
 use crate::session::ClientIo;
 use crate::upsert;
@@ -60,14 +63,18 @@ pub struct Identity {
     pub coalescer: Option<Arc<Coalescer>>,
     /// Longest wait for pending writes before a statement that touches them.
     pub barrier_limit: Duration,
+    /// Read splitting for this client's database (transaction mode only).
+    pub router: Option<Arc<Router>>,
+    /// This client's pools on each replica, in the replica set's order.
+    pub replica_pools: Vec<Pool>,
 }
 
-/// A portal bound by an intercepted upsert: the replies its Describe and
-/// Execute get.
+/// A portal bound by an intercepted upsert: the row it writes when (and
+/// only if) it is executed, and the replies its Describe and Execute get.
 struct Intercepted {
     template: Arc<Template>,
+    row: Vec<Option<String>>,
     result_format: i16,
-    ack: Option<tokio::sync::oneshot::Receiver<AckResult>>,
 }
 
 /// A logged-in client's relay state.
@@ -83,6 +90,13 @@ pub struct Relay {
     groups: HashMap<usize, (Arc<Template>, Arc<Group>)>,
     x: Exchange,
     to_server: BytesMut,
+    /// When this client's last write on the primary finished: its reads
+    /// avoid replicas that have not replayed that far.
+    last_write: Option<Instant>,
+    /// The current exchange runs on the primary and may write.
+    writing: bool,
+    /// The replica the current exchange runs on, if any.
+    replica: Option<ReplicaChoice>,
 }
 
 enum Event {
@@ -111,6 +125,9 @@ impl Relay {
             groups: HashMap::new(),
             x: Exchange::new(params),
             to_server: BytesMut::with_capacity(8 * 1024),
+            last_write: None,
+            writing: false,
+            replica: None,
         };
         relay.set_cancel_target();
         relay.release_if_done();
@@ -231,7 +248,7 @@ impl Relay {
                 "unexpected password message",
             )),
             b'F' => {
-                if self.server(tag).await? {
+                if self.server(tag, None).await? {
                     self.forward(frame, Some(Pending::UntilReady));
                 }
                 Ok(())
@@ -239,7 +256,7 @@ impl Relay {
             // CopyData/CopyDone/CopyFail and anything newer: the server
             // decides; none has a reply of its own.
             _ => {
-                if self.server(tag).await? {
+                if self.server(tag, None).await? {
                     self.forward(frame, None);
                 }
                 Ok(())
@@ -272,7 +289,7 @@ impl Relay {
             }
         }
         self.barrier(&verdict).await?;
-        if !self.server(b'Q').await? {
+        if !self.server(b'Q', Some(sql)).await? {
             return Ok(());
         }
         let pin = self.note_effects(sql);
@@ -295,7 +312,7 @@ impl Relay {
             return Ok(());
         }
         self.barrier(&verdict).await?;
-        if !self.server(b'P').await? {
+        if !self.server(b'P', Some(p.query)).await? {
             return Ok(());
         }
         let pin = self.note_effects(p.query);
@@ -337,29 +354,24 @@ impl Relay {
                     declared.unwrap_or(&[]),
                 );
                 if let Some((row, result_format)) = taken {
-                    match self.submit(t, row).await {
-                        Ok(ack) => {
-                            self.portals.insert(
-                                b.portal.to_vec(),
-                                Intercepted {
-                                    template: t.clone(),
-                                    result_format,
-                                    ack,
-                                },
-                            );
-                            self.x.push_local(build::bind_complete());
-                        }
-                        Err(e) => {
-                            self.x.push_local(e.to_frame());
-                            self.x.local_skipping = true;
-                        }
-                    }
+                    self.portals.insert(
+                        b.portal.to_vec(),
+                        Intercepted {
+                            template: t.clone(),
+                            row,
+                            result_format,
+                        },
+                    );
+                    self.x.push_local(build::bind_complete());
                     return Ok(());
                 }
             }
             self.barrier(&cs.verdict).await?;
         }
-        if !self.server(b'B').await? {
+        let query = stmt
+            .as_ref()
+            .and_then(|cs| inspect::parse(cs.shared.parse.body()).map(|p| p.query.to_vec()));
+        if !self.server(b'B', query.as_deref()).await? {
             return Ok(());
         }
         let Some(lease) = self.link.lease() else {
@@ -383,13 +395,13 @@ impl Relay {
                 if let Some(i) = self.portals.get(name) {
                     let reply = upsert::describe_portal(&i.template, i.result_format);
                     self.x.push_local(reply);
-                } else if self.server(b'D').await? {
+                } else if self.server(b'D', None).await? {
                     self.forward(frame, Some(Pending::DescribePortal));
                 }
             }
             Target::Statement(name) => {
                 let stmt = self.statements.get(name).cloned();
-                if !self.server(b'D').await? {
+                if !self.server(b'D', None).await? {
                     return Ok(());
                 }
                 let Some(lease) = self.link.lease() else {
@@ -414,18 +426,30 @@ impl Relay {
     async fn on_execute(&mut self, frame: Frame) -> Result<(), ClientError> {
         let portal = inspect::password(frame.body()).ok_or_else(|| malformed("Execute"))?;
         if let Some(i) = self.portals.remove(portal) {
+            // Writes sharing one Sync run in one implicit transaction: an
+            // earlier one's failure must keep this one from being written.
+            if self.ack_since_sync() {
+                self.settle_acks().await;
+                if self.x.local_skipping {
+                    return Ok(());
+                }
+            }
             let ok = upsert::execute_replies(&i.template);
-            match i.ack {
-                Some(rx) => self.x.pending.push_back(Pending::Ack {
+            match self.submit(&i.template, i.row).await {
+                Ok(Some(rx)) => self.x.pending.push_back(Pending::Ack {
                     rx,
                     ok,
                     simple: false,
                 }),
-                None => ok.into_iter().for_each(|f| self.x.push_local(f)),
+                Ok(None) => ok.into_iter().for_each(|f| self.x.push_local(f)),
+                Err(e) => {
+                    self.x.push_local(e.to_frame());
+                    self.x.local_skipping = true;
+                }
             }
             return Ok(());
         }
-        if self.server(b'E').await? {
+        if self.server(b'E', None).await? {
             self.forward(frame, Some(Pending::Execute));
         }
         Ok(())
@@ -443,7 +467,7 @@ impl Relay {
                 self.x.push_local(build::close_complete());
             }
             _ => {
-                if self.server(b'C').await? {
+                if self.server(b'C', None).await? {
                     self.forward(frame, Some(Pending::Close));
                 }
             }
@@ -516,6 +540,11 @@ impl Relay {
             Some((_, g)) => g.clone(),
             None => {
                 let g = c.group(&self.who.database, &self.who.user, &self.pool, t)?;
+                // Simple-protocol writes make a template per text: keep the
+                // cache small so it never holds more than a few of them.
+                if self.groups.len() >= 64 {
+                    self.groups.clear();
+                }
                 self.groups.insert(id, (t.clone(), g.clone()));
                 g
             }
@@ -540,13 +569,18 @@ impl Relay {
 
     /// Makes sure a server connection is attached, after every coalesced
     /// write before it was acknowledged (so replies keep their order).
-    /// `Ok(false)`: none could be had; the client got an error instead.
-    async fn server(&mut self, tag: u8) -> Result<bool, ClientError> {
+    /// `sql` is the statement that needs it, which decides between the
+    /// primary and a replica. `Ok(false)`: none could be had; the client got
+    /// an error instead.
+    async fn server(&mut self, tag: u8, sql: Option<&[u8]>) -> Result<bool, ClientError> {
         self.settle_acks().await;
         if self.link.lease().is_some() {
+            if self.replica.is_none() && sql.is_none_or(|q| self.route(q) == Route::Primary) {
+                self.writing = true;
+            }
             return Ok(true);
         }
-        match self.attach().await {
+        match self.attach(sql).await {
             Ok(()) => Ok(true),
             Err(e) if e.is_fatal() => Err(e),
             Err(e) => {
@@ -559,6 +593,20 @@ impl Relay {
                 Ok(false)
             }
         }
+    }
+
+    /// Whether a coalesced write's acknowledgement is owed since the last
+    /// Sync (in the current implicit transaction).
+    fn ack_since_sync(&self) -> bool {
+        for p in self.x.pending.iter().rev() {
+            match p {
+                Pending::Ack { .. } => return true,
+                Pending::Sync => return false,
+                Pending::Synthetic(f) if f.tag() == b'Z' => return false,
+                _ => {}
+            }
+        }
+        false
     }
 
     /// Waits for the acknowledgements still owed, in order.
@@ -601,13 +649,61 @@ impl Relay {
         };
     }
 
-    /// Checks out a server and brings its parameters in line with the client's.
-    async fn attach(&mut self) -> Result<(), ClientError> {
-        let mut lease = self.pool.acquire().await.map_err(|mut e| {
-            // The client may retry; only this request fails.
-            e.severity = build::Severity::Error;
-            e
-        })?;
+    /// Where a statement may run for this client, all things considered:
+    /// its text, coalesced tables it touches (always the primary), and
+    /// transaction mode (session mode always uses the primary).
+    fn route(&self, sql: &[u8]) -> Route {
+        let Some(router) = &self.who.router else {
+            return Route::Primary;
+        };
+        if self.pool.mode() != PoolMode::Transaction
+            || !matches!(self.verdict(sql), Verdict::Irrelevant)
+        {
+            return Route::Primary;
+        }
+        router.route(sql)
+    }
+
+    /// A replica connection for a read, if a replica is up and has replayed
+    /// this client's last write; a replica that cannot be reached is marked
+    /// down and the read goes to the primary instead.
+    async fn replica_lease(&mut self, sql: Option<&[u8]>) -> Option<(Lease, ReplicaChoice)> {
+        let sql = sql?;
+        if self.route(sql) != Route::ReplicaOk {
+            return None;
+        }
+        let router = self.who.router.clone()?;
+        let choice = router.replicas.choose(self.last_write)?;
+        let pool = self.who.replica_pools.get(choice.index)?.clone();
+        match pool.acquire().await {
+            Ok(lease) => Some((lease, choice)),
+            Err(e) => {
+                tracing::warn!(replica = %choice.host, error = %e, "replica unreachable; reading from the primary");
+                router.replicas.mark_down(choice.index);
+                None
+            }
+        }
+    }
+
+    /// Checks out a server (a replica for reads that may go there, else the
+    /// primary) and brings its parameters in line with the client's.
+    async fn attach(&mut self, sql: Option<&[u8]>) -> Result<(), ClientError> {
+        let mut lease = match self.replica_lease(sql).await {
+            Some((lease, choice)) => {
+                self.replica = Some(choice);
+                self.writing = false;
+                lease
+            }
+            None => {
+                self.replica = None;
+                self.writing = sql.is_none_or(|q| self.route(q) == Route::Primary);
+                self.pool.acquire().await.map_err(|mut e| {
+                    // The client may retry; only this request fails.
+                    e.severity = build::Severity::Error;
+                    e
+                })?
+            }
+        };
         if let Some(sql) = self.x.params.sync_sql(&mut lease) {
             match lease.run_internal(&sql).await {
                 Ok(None) => self.x.params.after_sync(&mut lease),
@@ -654,6 +750,10 @@ impl Relay {
 
     fn detach(&mut self) {
         self.cancel.set_target(None);
+        if std::mem::take(&mut self.writing) {
+            self.last_write = Some(Instant::now());
+        }
+        self.replica = None;
         self.link = Link::Detached;
     }
 }
@@ -688,5 +788,6 @@ fn shutting_down() -> crate::coalesce::Rejection {
     crate::coalesce::Rejection {
         code: "57P01".into(),
         message: "the proxy is shutting down".into(),
+        body: Vec::new(),
     }
 }

@@ -1,0 +1,256 @@
+//! Read splitting: whether a statement may run on a streaming replica, and
+//! which transaction control statements a client sends.
+//!
+//! [`route`] owns the question "can a replica answer this exactly as the
+//! primary would?". It answers [`Route::ReplicaOk`] only for query strings
+//! whose every statement is a read that can neither change anything nor
+//! see differently on a replica; anything else, including text sqlparser
+//! cannot parse, is [`Route::Primary`]. It never guesses "read": the walk
+//! over sqlparser's tree (the private `walk` module) accepts the constructs
+//! it knows and sends everything else to the primary. Replica lag, health
+//! and read-your-writes are the caller's business.
+//!
+//! [`tx_control`] (the private `tx` module) recognizes BEGIN / START
+//! TRANSACTION / SET TRANSACTION / COMMIT / ROLLBACK, so the caller can
+//! follow `BEGIN READ ONLY` transactions.
+//!
+//! A read is ReplicaOk when it is a `SELECT` (or `VALUES`, `TABLE t` where
+//! sqlparser parses it, a set operation of those), possibly with CTEs that
+//! are reads themselves, a `SHOW`, or an `EXPLAIN [ANALYZE]` of such a
+//! read, and when it has:
+//! - no data-modifying CTE (INSERT/UPDATE/DELETE/MERGE inside WITH);
+//! - no locking clause (`FOR UPDATE/NO KEY UPDATE/SHARE/KEY SHARE`);
+//! - no `SELECT ... INTO`;
+//! - only functions that [`Volatility`] reports immutable or stable,
+//!   wherever they are called (select list, FROM, WHERE, subqueries,
+//!   ORDER BY, LATERAL, aggregates, window functions, ...). A name written
+//!   schema-qualified is looked up qualified. `COALESCE`, `NULLIF`,
+//!   `GREATEST`, `LEAST`, `GROUPING`, `ROW(...)`, `ARRAY(subquery)`, `CASE`
+//!   and the SQL value functions (`CURRENT_TIMESTAMP`, `CURRENT_USER`, ...)
+//!   are syntax, not pg_proc functions, and are accepted as such;
+//! - nothing whose answer depends on which server gives it: the
+//!   server-local functions and views listed in the private `names` module
+//!   (`current_setting`, `inet_server_addr`, `pg_stat_*`, `pg_locks`, ...),
+//!   relations in `pg_temp`, and `SHOW ALL` / `SHOW transaction_read_only`
+//!   / `SHOW in_hot_standby` (drivers ask these to tell a standby apart);
+//! - no `/* pgcoalesce:primary */` hint in any comment (case-insensitive).
+//!
+//! Assumptions, stated because the text alone cannot prove them:
+//! - Operators and casts are fine: the functions behind them are immutable
+//!   or stable for the built-in types. A user-defined operator or cast
+//!   backed by a volatile function is not detected.
+//! - Functions called inside views, other functions, defaults or RLS
+//!   policies are not seen; a relation is assumed to be readable on a
+//!   replica (unlogged and temporary tables are not: their reads fail there).
+//! - Session state the caller tracks elsewhere (pinned sessions, `SET`
+//!   parameters that are not replayed) is the caller's to weigh.
+//! - `EXPLAIN` follows the statement it explains: `EXPLAIN [ANALYZE] <read>`
+//!   is ReplicaOk, `EXPLAIN <write>` is Primary even without ANALYZE (it
+//!   would not execute, but nothing is gained by sending it away).
+//! - An empty query string is Primary (Postgres answers it anywhere).
+//!
+//! Nothing here panics on any input: parsing is guarded as in
+//! [`crate::classify`] (a nesting estimate before parsing, `catch_unwind`
+//! around sqlparser, all tokens consumed), and the walk is iterative, so
+//! even long operator chains cannot overflow the stack.
+
+mod names;
+mod tx;
+mod walk;
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use sqlparser::ast::Statement;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+
+pub use tx::{tx_control, TxControl};
+
+/// Where a statement may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Must run on the primary.
+    Primary,
+    /// A replica gives the same answer (given it has replayed far enough).
+    ReplicaOk,
+}
+
+/// What the router needs to know about functions: whether calling one can
+/// neither write nor answer differently within a statement.
+pub trait Volatility {
+    /// True when the function `schema.name` (`schema` None: `name` as the
+    /// search path resolves it) is immutable or stable. Names arrive as
+    /// Postgres resolves them: unquoted parts ASCII-lower-cased, quoted
+    /// parts as written. Unknown names must answer false.
+    fn is_safe(&self, schema: Option<&str>, name: &str) -> bool;
+}
+
+/// Volatility loaded from `pg_proc` (provolatile: 'i' immutable, 's'
+/// stable, 'v' volatile), keyed by lower-cased `"schema.name"` and `"name"`;
+/// the loader stores under `"name"` the most volatile of all functions of
+/// that name in any schema, so an unqualified lookup is safe only if every
+/// function so named is.
+///
+/// A lookup tries the name as given and, when it has upper-case letters
+/// (a quoted name), its lower-cased form too: it is safe only if at least
+/// one of them is present and every present one is 'i' or 's'. Names with
+/// a dot inside a part cannot be told apart from qualified keys and are
+/// never safe.
+impl<S: BuildHasher> Volatility for HashMap<String, char, S> {
+    fn is_safe(&self, schema: Option<&str>, name: &str) -> bool {
+        if name.contains('.') || schema.is_some_and(|schema| schema.contains('.')) {
+            return false;
+        }
+        let key = match schema {
+            Some(schema) => format!("{schema}.{name}"),
+            None => name.to_owned(),
+        };
+        let lower = key.to_ascii_lowercase();
+        let candidates = [Some(&key), (lower != key).then_some(&lower)];
+        let found: Vec<char> = candidates
+            .into_iter()
+            .flatten()
+            .filter_map(|key| self.get(key.as_str()).copied())
+            .collect();
+        !found.is_empty()
+            && found
+                .iter()
+                .all(|volatility| matches!(volatility, 'i' | 's'))
+    }
+}
+
+/// Whether one query string (the text of a simple Query or of a Parse) may
+/// run on a replica; see the module documentation for the rules.
+pub fn route(sql: &str, volatility: &dyn Volatility) -> Route {
+    // Neither the walk nor the guards are expected to panic; a panic in
+    // sqlparser is its bug, but must not take the session down.
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let tokens = tokenize(sql)?;
+        if hinted(&tokens) {
+            return None;
+        }
+        let statements = parse(tokens)?;
+        (!statements.is_empty() && walk::all_reads(&statements, volatility)).then_some(())
+    }));
+    match verdict {
+        Ok(Some(())) => Route::ReplicaOk,
+        _ => Route::Primary,
+    }
+}
+
+/// The hint a client writes in a comment to keep a statement on the primary.
+const PRIMARY_HINT: &str = "pgcoalesce:primary";
+
+/// Tokenizes `sql` as PostgreSQL; None if it cannot be tokenized.
+fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
+    Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .ok()
+}
+
+/// Whether a comment among `tokens` carries [`PRIMARY_HINT`]
+/// (case-insensitive). Block comments are the documented form; a line
+/// comment is honoured too, since forcing the primary is always safe.
+fn hinted(tokens: &[TokenWithSpan]) -> bool {
+    tokens.iter().any(|token| match &token.token {
+        Token::Whitespace(Whitespace::MultiLineComment(text))
+        | Token::Whitespace(Whitespace::SingleLineComment { comment: text, .. }) => {
+            text.to_ascii_lowercase().contains(PRIMARY_HINT)
+        }
+        _ => false,
+    })
+}
+
+/// Parses `tokens`; None if sqlparser fails, stops early, or the statement
+/// would nest too deeply to handle safely (see [`nesting_exceeds`]).
+fn parse(tokens: Vec<TokenWithSpan>) -> Option<Vec<Statement>> {
+    if nesting_exceeds(&tokens, crate::classify::MAX_NESTING) {
+        return None;
+    }
+    let mut parser = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
+    let statements = parser.parse_statements().ok()?;
+    // parse_statements stops, without error, at a word END following a
+    // statement and ignores whatever comes after it.
+    (parser.peek_token_ref().token == Token::EOF).then_some(statements)
+}
+
+/// Whether the tree sqlparser would build from `tokens` may be deeper than
+/// `limit` (the estimate [`crate::classify`] uses, which keeps private):
+/// sqlparser builds left-deep trees for long operator chains and set
+/// operations without bounding their depth, and merely dropping such a tree
+/// a few ten thousand levels deep overflows the stack.
+///
+/// An over-estimate: every token that is not an operand (name, literal,
+/// parameter), a comma or a bracket counts as one level of the expression
+/// it is in; a comma ends an expression (its depth is then only carried by
+/// the bracket's maximum); a closed bracket adds its deepest expression
+/// plus one to the enclosing one. Set operations, whose chains cross
+/// commas, are counted per statement.
+fn nesting_exceeds(tokens: &[TokenWithSpan], limit: usize) -> bool {
+    #[derive(Default)]
+    struct Level {
+        since_comma: usize,
+        max: usize,
+    }
+    fn add(levels: &mut [Level], open: &mut usize, n: usize) {
+        if let Some(top) = levels.last_mut() {
+            top.since_comma += n;
+            top.max = top.max.max(top.since_comma);
+            *open += n;
+        }
+    }
+    let mut levels = vec![Level::default()];
+    let mut open = 0usize;
+    let mut set_operations = 0usize;
+    for token in tokens {
+        match &token.token {
+            Token::Whitespace(_) | Token::EOF => continue,
+            Token::LParen | Token::LBracket | Token::LBrace => levels.push(Level::default()),
+            Token::RParen | Token::RBracket | Token::RBrace => {
+                if levels.len() > 1 {
+                    let inner = levels.pop().unwrap_or_default();
+                    open = open.saturating_sub(inner.since_comma);
+                    add(&mut levels, &mut open, inner.max + 1);
+                }
+            }
+            Token::Comma => {
+                if let Some(top) = levels.last_mut() {
+                    open = open.saturating_sub(top.since_comma);
+                    top.since_comma = 0;
+                }
+            }
+            Token::SemiColon => {
+                levels = vec![Level::default()];
+                open = 0;
+                set_operations = 0;
+            }
+            Token::Word(word)
+                if matches!(
+                    word.keyword,
+                    Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT
+                ) =>
+            {
+                set_operations += 1;
+            }
+            Token::Word(word)
+                if word.keyword == Keyword::NoKeyword || word.quote_style.is_some() => {}
+            Token::Number(..)
+            | Token::Placeholder(_)
+            | Token::SingleQuotedString(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::DollarQuotedString(_)
+            | Token::NationalStringLiteral(_)
+            | Token::HexStringLiteral(_)
+            | Token::DoubleQuotedString(_) => {}
+            _ => add(&mut levels, &mut open, 1),
+        }
+        if open + levels.len() > limit || set_operations > limit {
+            return true;
+        }
+    }
+    false
+}
