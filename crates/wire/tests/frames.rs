@@ -479,6 +479,7 @@ fn error_fields_view() {
             severity: "FATAL".into(),
             code: "53300".into(),
             message: "no more connections allowed".into(),
+            body: f.body().to_vec(),
         })
     );
 }
