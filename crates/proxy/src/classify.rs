@@ -165,21 +165,27 @@ pub fn mentions(sql: &str) -> Option<Vec<String>> {
 fn parse(sql: &str) -> Option<Vec<Statement>> {
     // A panic in sqlparser is its bug, but must not take the session down.
     std::panic::catch_unwind(|| {
-        let dialect = PostgreSqlDialect {};
-        let tokens = Tokenizer::new(&dialect, sql)
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
             .tokenize_with_location()
             .ok()?;
-        if nesting_exceeds(&tokens, MAX_NESTING) {
-            return None;
-        }
-        let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
-        let statements = parser.parse_statements().ok()?;
-        // parse_statements stops, without error, at a word END following a
-        // statement and ignores whatever comes after it.
-        (parser.peek_token_ref().token == Token::EOF).then_some(statements)
+        parse_tokens(tokens)
     })
     .ok()
     .flatten()
+}
+
+/// Parses tokenized PostgreSQL (the one guarded way into sqlparser, shared
+/// with [`crate::route`]); None if sqlparser fails, stops early, or the
+/// statement would nest too deeply to handle safely. Callers catch panics.
+pub(crate) fn parse_tokens(tokens: Vec<TokenWithSpan>) -> Option<Vec<Statement>> {
+    if nesting_exceeds(&tokens, MAX_NESTING) {
+        return None;
+    }
+    let mut parser = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
+    let statements = parser.parse_statements().ok()?;
+    // parse_statements stops, without error, at a word END following a
+    // statement and ignores whatever comes after it.
+    (parser.peek_token_ref().token == Token::EOF).then_some(statements)
 }
 
 /// Whether the tree sqlparser would build from `tokens` may be deeper than
@@ -212,13 +218,13 @@ fn nesting_exceeds(tokens: &[TokenWithSpan], limit: usize) -> bool {
             Token::RParen | Token::RBracket | Token::RBrace => {
                 if levels.len() > 1 {
                     let inner = levels.pop().unwrap_or_default();
-                    open -= inner.since_comma;
+                    open = open.saturating_sub(inner.since_comma);
                     add(&mut levels, &mut open, inner.max + 1);
                 }
             }
             Token::Comma => {
                 if let Some(top) = levels.last_mut() {
-                    open -= top.since_comma;
+                    open = open.saturating_sub(top.since_comma);
                     top.since_comma = 0;
                 }
             }

@@ -61,10 +61,7 @@ mod walk;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use sqlparser::ast::Statement;
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
-use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 pub use tx::{tx_control, TxControl};
@@ -132,7 +129,7 @@ pub fn route(sql: &str, volatility: &dyn Volatility) -> Route {
         if hinted(&tokens) {
             return None;
         }
-        let statements = parse(tokens)?;
+        let statements = crate::classify::parse_tokens(tokens)?;
         (!statements.is_empty() && walk::all_reads(&statements, volatility)).then_some(())
     }));
     match verdict {
@@ -162,95 +159,4 @@ fn hinted(tokens: &[TokenWithSpan]) -> bool {
         }
         _ => false,
     })
-}
-
-/// Parses `tokens`; None if sqlparser fails, stops early, or the statement
-/// would nest too deeply to handle safely (see [`nesting_exceeds`]).
-fn parse(tokens: Vec<TokenWithSpan>) -> Option<Vec<Statement>> {
-    if nesting_exceeds(&tokens, crate::classify::MAX_NESTING) {
-        return None;
-    }
-    let mut parser = Parser::new(&PostgreSqlDialect {}).with_tokens_with_locations(tokens);
-    let statements = parser.parse_statements().ok()?;
-    // parse_statements stops, without error, at a word END following a
-    // statement and ignores whatever comes after it.
-    (parser.peek_token_ref().token == Token::EOF).then_some(statements)
-}
-
-/// Whether the tree sqlparser would build from `tokens` may be deeper than
-/// `limit` (the estimate [`crate::classify`] uses, which keeps private):
-/// sqlparser builds left-deep trees for long operator chains and set
-/// operations without bounding their depth, and merely dropping such a tree
-/// a few ten thousand levels deep overflows the stack.
-///
-/// An over-estimate: every token that is not an operand (name, literal,
-/// parameter), a comma or a bracket counts as one level of the expression
-/// it is in; a comma ends an expression (its depth is then only carried by
-/// the bracket's maximum); a closed bracket adds its deepest expression
-/// plus one to the enclosing one. Set operations, whose chains cross
-/// commas, are counted per statement.
-fn nesting_exceeds(tokens: &[TokenWithSpan], limit: usize) -> bool {
-    #[derive(Default)]
-    struct Level {
-        since_comma: usize,
-        max: usize,
-    }
-    fn add(levels: &mut [Level], open: &mut usize, n: usize) {
-        if let Some(top) = levels.last_mut() {
-            top.since_comma += n;
-            top.max = top.max.max(top.since_comma);
-            *open += n;
-        }
-    }
-    let mut levels = vec![Level::default()];
-    let mut open = 0usize;
-    let mut set_operations = 0usize;
-    for token in tokens {
-        match &token.token {
-            Token::Whitespace(_) | Token::EOF => continue,
-            Token::LParen | Token::LBracket | Token::LBrace => levels.push(Level::default()),
-            Token::RParen | Token::RBracket | Token::RBrace => {
-                if levels.len() > 1 {
-                    let inner = levels.pop().unwrap_or_default();
-                    open = open.saturating_sub(inner.since_comma);
-                    add(&mut levels, &mut open, inner.max + 1);
-                }
-            }
-            Token::Comma => {
-                if let Some(top) = levels.last_mut() {
-                    open = open.saturating_sub(top.since_comma);
-                    top.since_comma = 0;
-                }
-            }
-            Token::SemiColon => {
-                levels = vec![Level::default()];
-                open = 0;
-                set_operations = 0;
-            }
-            Token::Word(word)
-                if matches!(
-                    word.keyword,
-                    Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT
-                ) =>
-            {
-                set_operations += 1;
-            }
-            Token::Word(word)
-                if word.keyword == Keyword::NoKeyword || word.quote_style.is_some() => {}
-            Token::Number(..)
-            | Token::Placeholder(_)
-            | Token::SingleQuotedString(_)
-            | Token::EscapedStringLiteral(_)
-            | Token::UnicodeStringLiteral(_)
-            | Token::DollarQuotedString(_)
-            | Token::NationalStringLiteral(_)
-            | Token::HexStringLiteral(_)
-            | Token::DoubleQuotedString(_) => {}
-            _ => add(&mut levels, &mut open, 1),
-        }
-        if open + levels.len() > limit || set_operations > limit {
-            return true;
-        }
-    }
-    false
 }
