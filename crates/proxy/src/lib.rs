@@ -20,6 +20,7 @@
 //! - [`route`]: whether a statement may run on a replica (sqlparser).
 //! - [`router`]: read routing of one database: replicas, volatility, cache.
 //! - [`state`]: what all sessions share.
+//! - [`quote`]: quoting in SQL the proxy writes itself.
 //! - [`error`]: errors with a SQLSTATE a client may see.
 
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod params;
 pub mod pinning;
 pub mod pool;
 pub mod prepared;
+pub mod quote;
 pub mod relay;
 pub mod replicas;
 pub mod route;

@@ -8,6 +8,7 @@ use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use crate::pinning::TRACKED_PARAMETERS;
+use crate::quote;
 use crate::server::ServerConn;
 
 /// Startup parameters that are not GUCs (or that the proxy owns).
@@ -88,15 +89,15 @@ impl ClientParams {
             if server.params.get(key) != Some(value) {
                 sql.push_str(&format!(
                     "SET {} = {};",
-                    quote_ident(name),
-                    quote_literal(value)
+                    quote::ident(name),
+                    quote::literal(value)
                 ));
             }
         }
         for key in server.params.keys() {
             let tracked = TRACKED_PARAMETERS.contains(&key.as_str());
             if !tracked && !self.wanted.contains_key(key) && server.proxy_set.contains(key) {
-                sql.push_str(&format!("RESET {};", quote_ident(key)));
+                sql.push_str(&format!("RESET {};", quote::ident(key)));
             }
         }
         if sql.is_empty() {
@@ -170,12 +171,4 @@ fn parse_options(options: &str) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }

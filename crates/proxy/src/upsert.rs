@@ -37,7 +37,7 @@ pub fn row_from_bind(
     if params.values.len() < t.params {
         return None;
     }
-    let declared = declared_oids(declared);
+    let declared = inspect::oid_list(declared);
     let row = t
         .values
         .iter()
@@ -54,13 +54,6 @@ pub fn row_from_bind(
         })
         .collect::<Option<Vec<_>>>()?;
     Some((row, params.result_format_of(0)))
-}
-
-/// Parameter types a Parse declared (its count-and-OIDs section).
-fn declared_oids(section: &[u8]) -> Vec<u32> {
-    let mut r = wire::reader::Reader::new(section);
-    let n = r.i16().unwrap_or(0).max(0);
-    (0..n).map_while(|_| r.i32().map(|o| o as u32)).collect()
 }
 
 /// RowDescription (function) or NoData (INSERT), for Describe of a portal.

@@ -30,6 +30,15 @@ pub fn parse(body: &[u8]) -> Option<Parse<'_>> {
     })
 }
 
+/// A count (Int16) followed by that many type OIDs (Int32): the layout of a
+/// Parse's parameter-type section and of a ParameterDescription body. Stops
+/// at the first OID the body is too short for.
+pub fn oid_list(body: &[u8]) -> Vec<u32> {
+    let mut r = Reader::new(body);
+    let n = r.i16().unwrap_or(0).max(0);
+    (0..n).map_while(|_| r.i32().map(|o| o as u32)).collect()
+}
+
 /// Frontend Bind ('B'): the names, and the rest (formats, values) untouched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind<'a> {

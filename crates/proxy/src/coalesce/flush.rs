@@ -15,6 +15,7 @@ use wire::inspect::ErrorFields;
 use super::group::{Batch, Entry, Rejection};
 use super::values::text_array_literal;
 use super::{Ack, Group, Stats};
+use crate::quote;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -279,7 +280,7 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
         .execute(
             "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
              WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
-            &[Some(&quote_name(&table))],
+            &[Some(&quote::name(&table))],
         )
         .await
     {
@@ -300,7 +301,7 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
             .and_then(|r| r.get(1).cloned().flatten())
     };
     let t = &group.template;
-    let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(c)).collect();
+    let cols: Vec<String> = t.columns.iter().map(|c| quote::ident(c)).collect();
     let mut casts = Vec::new();
     for c in &t.columns {
         let Some(ty) = type_of(c) else {
@@ -311,7 +312,7 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
                 body: Vec::new(),
             }));
         };
-        casts.push(format!("u.{}::{}", quote_ident(c), ty));
+        casts.push(format!("u.{}::{}", quote::ident(c), ty));
     }
     let arrays: Vec<String> = (1..=cols.len()).map(|i| format!("${i}::text[]")).collect();
     let key: Vec<String> = t.key.iter().map(|&i| cols[i].clone()).collect();
@@ -322,7 +323,7 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
         .unwrap_or_default();
     Ok(format!(
         "INSERT INTO {}{} ({}) SELECT {} FROM unnest({}) AS u({}) ON CONFLICT ({}) DO {}",
-        quote_name(&table),
+        quote::name(&table),
         alias,
         cols.join(", "),
         casts.join(", "),
@@ -333,13 +334,4 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
             .as_ref()
             .map_or_else(|| "NOTHING".to_owned(), |c| format!("UPDATE {c}")),
     ))
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// Quotes each part of a possibly schema-qualified name.
-fn quote_name(s: &str) -> String {
-    s.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
 }

@@ -207,7 +207,7 @@ impl Exchange {
             }
             b't' => {
                 if let Some(Pending::DescribeStatement(Some(stmt))) = self.pending.front() {
-                    let _ = stmt.param_oids.set(param_oids(frame.body()));
+                    let _ = stmt.param_oids.set(inspect::oid_list(frame.body()));
                 }
             }
             b'T' | b'n' => {
@@ -230,11 +230,4 @@ impl Exchange {
         }
         self.drain_local();
     }
-}
-
-/// The OIDs of a ParameterDescription.
-fn param_oids(body: &[u8]) -> Vec<u32> {
-    let mut r = wire::reader::Reader::new(body);
-    let n = r.i16().unwrap_or(0).max(0);
-    (0..n).map_while(|_| r.i32().map(|o| o as u32)).collect()
 }
