@@ -68,6 +68,10 @@ pub struct Exchange {
     pub local_skipping: bool,
     pub to_client: BytesMut,
     pub params: ClientParams,
+    /// How many replies the proxy made up and sent so far (see
+    /// [`Exchange::drain_local`]); tells a retried read which of the
+    /// replies owed are still unsent.
+    pub delivered: u64,
 }
 
 impl Exchange {
@@ -78,6 +82,7 @@ impl Exchange {
             local_skipping: false,
             to_client: BytesMut::with_capacity(16 * 1024),
             params,
+            delivered: 0,
         }
     }
 
@@ -93,6 +98,7 @@ impl Exchange {
             match self.pending.front_mut() {
                 Some(Pending::Synthetic(_)) => {
                     if let Some(Pending::Synthetic(f)) = self.pending.pop_front() {
+                        self.delivered += 1;
                         self.to_client.extend_from_slice(f.raw());
                     }
                 }
@@ -119,6 +125,7 @@ impl Exchange {
         let Some(Pending::Ack { ok, simple, .. }) = self.pending.pop_front() else {
             return;
         };
+        self.delivered += 1;
         match result {
             Ok(()) => {
                 for f in ok {

@@ -9,6 +9,7 @@
 //! pool), where to insert the replies it makes up, and which to swallow.
 
 mod exchange;
+mod replay;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::server::{lost, ServerConn};
 use crate::session::ClientIo;
 use crate::upsert;
 use exchange::{Exchange, Pending};
+use replay::{Judged, Replay};
 
 /// The client's hold on a server connection.
 enum Link {
@@ -97,6 +99,13 @@ pub struct Relay {
     writing: bool,
     /// The replica the current exchange runs on, if any.
     replica: Option<ReplicaChoice>,
+    /// The read on that replica, until the replica answers it.
+    replay: Option<Replay>,
+    /// Reads may not take a replica (while one that failed is replayed).
+    primary_only: bool,
+    /// A client message that needs the primary, pipelined behind reads
+    /// still running on a replica: handled once the replica has answered.
+    waiting: Option<Frame>,
 }
 
 enum Event {
@@ -128,6 +137,9 @@ impl Relay {
             last_write: None,
             writing: false,
             replica: None,
+            replay: None,
+            primary_only: false,
+            waiting: None,
         };
         relay.set_cancel_target();
         relay.release_if_done();
@@ -157,15 +169,40 @@ impl Relay {
 
     async fn relay(&mut self, io: &mut ClientIo) -> Result<(), ClientError> {
         loop {
-            while let Some(frame) = io.try_frame()? {
+            // A replica that answered everything goes back before a waiting
+            // message is handled.
+            self.release_if_done();
+            loop {
+                let frame = match self.waiting.take() {
+                    Some(f) => f,
+                    None => match io.try_frame()? {
+                        Some(f) => f,
+                        None => break,
+                    },
+                };
                 if frame.tag() == b'X' {
                     return Ok(());
                 }
+                if self.must_wait_for_replica(&frame) {
+                    self.waiting = Some(frame);
+                    break;
+                }
+                // A message that may take a replica is kept until the
+                // replica answers (cheap: frames share their bytes).
+                let kept = (self.replay.is_some() || self.link.lease().is_none())
+                    .then(|| frame.clone());
                 self.on_client(frame).await?;
+                if let (Some(r), Some(f)) = (&mut self.replay, kept) {
+                    r.frames.push(f);
+                }
             }
             if !self.to_server.is_empty() {
                 if let Some(lease) = self.link.lease() {
-                    lease.write(&self.to_server).await.map_err(lost)?;
+                    if let Err(e) = lease.write(&self.to_server).await {
+                        self.to_server.clear();
+                        self.read_elsewhere(true, e).await?;
+                        continue;
+                    }
                 }
                 self.to_server.clear();
             }
@@ -180,6 +217,9 @@ impl Relay {
                 Some(Pending::Ack { rx, .. }) => Some(rx),
                 _ => None,
             };
+            // A message waiting for the replica to finish is not followed
+            // by more of the client's until it has been handled.
+            let listen = self.waiting.is_none();
             let event = match (self.link.lease(), ack) {
                 (None, None) => Event::Client(io.fill().await),
                 (None, Some(rx)) => tokio::select! {
@@ -187,11 +227,11 @@ impl Relay {
                     a = rx => Event::Ack(a.unwrap_or_else(|_| Err(shutting_down()))),
                 },
                 (Some(lease), None) => tokio::select! {
-                    r = io.fill() => Event::Client(r),
+                    r = io.fill(), if listen => Event::Client(r),
                     r = lease.fill() => Event::Server(r),
                 },
                 (Some(lease), Some(rx)) => tokio::select! {
-                    r = io.fill() => Event::Client(r),
+                    r = io.fill(), if listen => Event::Client(r),
                     r = lease.fill() => Event::Server(r),
                     a = rx => Event::Ack(a.unwrap_or_else(|_| Err(shutting_down()))),
                 },
@@ -200,13 +240,41 @@ impl Relay {
                 Event::Client(Ok(true)) => {}
                 Event::Client(Ok(false)) | Event::Client(Err(_)) => return Ok(()),
                 Event::Ack(result) => self.x.settle_ack(result),
-                Event::Server(r) => {
-                    r.map_err(lost)?;
+                Event::Server(Err(e)) => self.read_elsewhere(true, e).await?,
+                Event::Server(Ok(())) => {
                     let Some(lease) = self.link.lease() else {
                         continue;
                     };
+                    let mut failed = None;
                     while let Some(frame) = lease.try_frame().map_err(lost)? {
+                        if let Some(r) = &mut self.replay {
+                            let terminal = self
+                                .x
+                                .pending
+                                .iter()
+                                .any(|p| matches!(p, Pending::Sync | Pending::UntilReady));
+                            match replay::judge(&frame, terminal) {
+                                Judged::Hold => {
+                                    r.held.push(frame);
+                                    continue;
+                                }
+                                Judged::Retry { down } => {
+                                    failed = Some(down);
+                                    break;
+                                }
+                                Judged::Answer => {
+                                    for held in std::mem::take(&mut r.held) {
+                                        self.x.on_server(lease, held);
+                                    }
+                                    self.replay = None;
+                                }
+                            }
+                        }
                         self.x.on_server(lease, frame);
+                    }
+                    if let Some(down) = failed {
+                        let e = std::io::Error::other("the replica failed the read");
+                        self.read_elsewhere(down, e).await?;
                     }
                 }
             }
@@ -669,7 +737,7 @@ impl Relay {
     /// down and the read goes to the primary instead.
     async fn replica_lease(&mut self, sql: Option<&[u8]>) -> Option<(Lease, ReplicaChoice)> {
         let sql = sql?;
-        if self.route(sql) != Route::ReplicaOk {
+        if self.primary_only || self.route(sql) != Route::ReplicaOk {
             return None;
         }
         let router = self.who.router.clone()?;
@@ -685,12 +753,34 @@ impl Relay {
         }
     }
 
+    /// Whether `frame` starts a statement that must run on the primary
+    /// while the replica attached for earlier reads still owes replies: it
+    /// waits for them, then takes the primary. (Inside a transaction on the
+    /// replica, which only `BEGIN READ ONLY` opens, statements stay there
+    /// and a write fails as Postgres fails it in a read-only transaction.)
+    fn must_wait_for_replica(&self, frame: &Frame) -> bool {
+        if self.replica.is_none() || self.x.pending.iter().all(Pending::is_local) {
+            return false;
+        }
+        let sql = match frame.tag() {
+            b'Q' => inspect::password(frame.body()).map(<[u8]>::to_vec),
+            b'P' => inspect::parse(frame.body()).map(|p| p.query.to_vec()),
+            b'B' => inspect::bind(frame.body())
+                .and_then(|b| self.statements.get(b.statement))
+                .and_then(|cs| inspect::parse(cs.shared.parse.body()).map(|p| p.query.to_vec())),
+            b'F' => return true,
+            _ => None,
+        };
+        sql.is_some_and(|q| self.route(&q) != Route::ReplicaOk)
+    }
+
     /// Checks out a server (a replica for reads that may go there, else the
     /// primary) and brings its parameters in line with the client's.
     async fn attach(&mut self, sql: Option<&[u8]>) -> Result<(), ClientError> {
         let mut lease = match self.replica_lease(sql).await {
             Some((lease, choice)) => {
                 self.replica = Some(choice);
+                self.replay = Some(Replay::new(self.x.pending.len(), self.x.delivered));
                 self.writing = false;
                 lease
             }
@@ -754,7 +844,57 @@ impl Relay {
             self.last_write = Some(Instant::now());
         }
         self.replica = None;
+        self.replay = None;
         self.link = Link::Detached;
+    }
+
+    /// The server connection failed with `e`. A read its replica had not
+    /// answered yet runs again on another server (the primary, or a replica
+    /// that is up when `down` says the failed one is gone); anything else
+    /// ends the session with the connection's loss.
+    async fn read_elsewhere(&mut self, down: bool, e: std::io::Error) -> Result<(), ClientError> {
+        let Some(r) = self.replay.take() else {
+            return Err(lost(e));
+        };
+        let Some(unsent) = r.unsent_before(self.x.delivered) else {
+            return Err(lost(e));
+        };
+        if self.x.pending.iter().skip(unsent).any(|p| matches!(p, Pending::Ack { .. })) {
+            return Err(lost(e));
+        }
+        if let (Some(choice), Some(router)) = (&self.replica, &self.who.router) {
+            tracing::warn!(replica = %choice.host, port = choice.port, error = %e,
+                "replica failed before answering a read; running it elsewhere");
+            if down {
+                router.replicas.mark_down(choice.index);
+            }
+        }
+        self.x.pending.truncate(unsent);
+        self.x.server_skipping = false;
+        self.to_server.clear();
+        if let Link::Attached(lease) | Link::Pinned(lease) =
+            std::mem::replace(&mut self.link, Link::Detached)
+        {
+            lease.discard();
+        }
+        self.cancel.set_target(None);
+        self.replica = None;
+        // A recovery conflict says nothing about the replica's health, but
+        // the read should not meet it again: this once, the primary.
+        self.primary_only = !down;
+        let mut result = Ok(());
+        for frame in r.frames {
+            result = self.on_client(frame.clone()).await;
+            if result.is_err() {
+                break;
+            }
+            // Taken by another replica: kept again for it.
+            if let Some(again) = &mut self.replay {
+                again.frames.push(frame);
+            }
+        }
+        self.primary_only = false;
+        result
     }
 }
 
