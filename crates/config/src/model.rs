@@ -480,7 +480,11 @@ pub struct CoalesceRule {
     pub flush: Option<String>,
     /// When writes are acknowledged. Default `flushed`.
     pub ack: AckMode,
-    /// How long a flush waits for more writes. Default 2 ms; must be > 0.
+    /// `immediate` rules: how long writes gather before a flush (unless
+    /// `max_batch` fill first). Default 2 ms; must be > 0. `flushed` rules
+    /// do not wait: their writers are waiting already, so an idle flusher
+    /// starts at once and writes gather while a flush is in flight (group
+    /// commit).
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub flush_interval: Duration,
     /// Most rows per flush statement. Default 5000; >= 1.

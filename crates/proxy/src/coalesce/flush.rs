@@ -38,9 +38,11 @@ pub async fn run(group: Arc<Group>, stats: Arc<Stats>, mut stop: watch::Receiver
             }
         }
         // Group commit: right after a flush, whatever gathered meanwhile
-        // goes at once; otherwise writes gather for the interval unless a
-        // batch fills first (or a barrier asks).
-        if !just_flushed {
+        // goes at once. Writers waiting for their flush (`flushed`) never
+        // wait for company: an idle flusher starts at once, and writes
+        // gather while it works. Acknowledged writes (`immediate`) gather
+        // for the interval, unless a batch fills first (or a barrier asks).
+        if !just_flushed && rule.ack == Ack::Immediate {
             let _ = tokio::time::timeout(rule.flush_interval, group.wake.notified()).await;
         }
         if flush_once(&group, &stats).await {
