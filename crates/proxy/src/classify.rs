@@ -27,6 +27,7 @@
 //! stack; statements whose estimated nesting exceeds [`MAX_NESTING`] are
 //! therefore reported as [`Classified::Unparsed`] before they are parsed.
 
+pub mod literals;
 mod mentions;
 mod recognize;
 

@@ -27,7 +27,7 @@ use dashmap::DashMap;
 use tokio::sync::{oneshot, watch, Notify};
 use wire::SqlState;
 
-use crate::classify::{self, Classified, RuleShape, Template};
+use crate::classify::{self, Classified, RuleShape, Template, ValueSource};
 use crate::error::ClientError;
 use crate::pool::Pool;
 
@@ -80,7 +80,13 @@ struct DbRules {
     shapes: Vec<RuleShape>,
     /// Lower-cased names; a statement mentioning none is irrelevant.
     needles: Vec<String>,
+    /// Simple-protocol upserts by shape (see [`classify::literals`]):
+    /// the template, or `None` for a shape that is not one.
+    by_shape: DashMap<String, Option<Arc<Template>>>,
 }
+
+/// Shapes cached per database, at most this many.
+const SHAPE_CACHE: usize = 10_000;
 
 /// Identity of a group: writes that are flushed together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -165,6 +171,7 @@ impl Coalescer {
                     .flat_map(|r| r.barrier_names.iter().cloned())
                     .collect(),
                 rules: chosen,
+                by_shape: DashMap::new(),
             }
         };
         let by_db = databases
@@ -189,6 +196,54 @@ impl Coalescer {
     /// Whether any rule applies to `db`.
     pub fn active_for(&self, db: &str) -> bool {
         !self.rules(db).rules.is_empty()
+    }
+
+    /// What a simple-protocol statement is with respect to `db`'s rules,
+    /// and for an upsert the row its literals carry (`None` when they
+    /// cannot be taken). Upserts are recognized once per shape, so calls
+    /// differing only in their values are not parsed again.
+    pub fn inspect_query(&self, db: &str, sql: &[u8]) -> (Verdict, Option<Vec<Option<String>>>) {
+        let rules = self.rules(db);
+        if rules.rules.is_empty() || !mentions_any(sql, &rules.needles) {
+            return (Verdict::Irrelevant, None);
+        }
+        let shaped = std::str::from_utf8(sql)
+            .ok()
+            .and_then(classify::literals::parameterize)
+            .filter(|(_, values)| !values.is_empty());
+        if let Some((shape, values)) = shaped {
+            let template = match rules.by_shape.get(&shape) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = match classify::classify(&shape, &rules.shapes) {
+                        Classified::Upsert(t) if t.params == values.len() => Some(Arc::new(t)),
+                        _ => None,
+                    };
+                    if rules.by_shape.len() >= SHAPE_CACHE {
+                        rules.by_shape.clear();
+                    }
+                    rules.by_shape.insert(shape, t.clone());
+                    t
+                }
+            };
+            if let Some(t) = template {
+                let row = t
+                    .values
+                    .iter()
+                    .map(|v| match v {
+                        ValueSource::Param { index, .. } => values.get(*index).cloned(),
+                        ValueSource::Literal { text, .. } => text.clone(),
+                    })
+                    .collect();
+                return (Verdict::Upsert(t), Some(row));
+            }
+        }
+        let verdict = self.inspect(db, sql);
+        let row = match &verdict {
+            Verdict::Upsert(t) => crate::upsert::row_from_literals(t),
+            _ => None,
+        };
+        (verdict, row)
     }
 
     /// What `sql` is with respect to `db`'s rules (cached per text).

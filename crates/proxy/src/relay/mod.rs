@@ -334,26 +334,27 @@ impl Relay {
 
     async fn on_query(&mut self, frame: Frame) -> Result<(), ClientError> {
         let sql = inspect::password(frame.body()).ok_or_else(|| malformed("Query"))?;
-        let verdict = self.verdict(sql);
-        if let Verdict::Upsert(t) = &verdict {
+        let (verdict, row) = match &self.who.coalescer {
+            Some(c) => c.inspect_query(&self.who.database, sql),
+            None => (Verdict::Irrelevant, None),
+        };
+        if let (Verdict::Upsert(t), Some(row)) = (&verdict, row) {
             if self.can_intercept() {
-                if let Some(row) = upsert::row_from_literals(t) {
-                    let mut ok = upsert::simple_replies(t);
-                    ok.push(build::ready_for_query(TxStatus::Idle));
-                    match self.submit(t, row).await {
-                        Ok(Some(rx)) => self.x.pending.push_back(Pending::Ack {
-                            rx,
-                            ok,
-                            simple: true,
-                        }),
-                        Ok(None) => ok.into_iter().for_each(|f| self.x.push_local(f)),
-                        Err(e) => {
-                            self.x.push_local(e.to_frame());
-                            self.x.push_local(build::ready_for_query(TxStatus::Idle));
-                        }
+                let mut ok = upsert::simple_replies(t);
+                ok.push(build::ready_for_query(TxStatus::Idle));
+                match self.submit(t, row).await {
+                    Ok(Some(rx)) => self.x.pending.push_back(Pending::Ack {
+                        rx,
+                        ok,
+                        simple: true,
+                    }),
+                    Ok(None) => ok.into_iter().for_each(|f| self.x.push_local(f)),
+                    Err(e) => {
+                        self.x.push_local(e.to_frame());
+                        self.x.push_local(build::ready_for_query(TxStatus::Idle));
                     }
-                    return Ok(());
                 }
+                return Ok(());
             }
         }
         self.barrier(&verdict).await?;
