@@ -43,6 +43,9 @@ pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
 pub struct Config {
     /// Address clients connect to. Default `127.0.0.1:6432`.
     pub listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g.
+    /// `127.0.0.1:9187`. Default none: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
     /// Maximum number of simultaneous client connections. Default 10 000.
     pub max_client_conn: usize,
     /// Largest protocol message accepted, in bytes. Default 256 MiB; must be
@@ -75,6 +78,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 6432)),
+            metrics_listen: None,
             max_client_conn: 10_000,
             max_message_size: 256 * 1024 * 1024,
             log_format: LogFormat::default(),

@@ -29,6 +29,7 @@ pub mod classify;
 pub mod coalesce;
 pub mod error;
 pub mod listener;
+pub mod metrics;
 pub mod params;
 pub mod pinning;
 pub mod pool;

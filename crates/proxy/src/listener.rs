@@ -17,6 +17,7 @@ use crate::state::Shared;
 /// A running proxy.
 pub struct Proxy {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -27,6 +28,11 @@ pub struct Proxy {
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -50,6 +56,14 @@ impl Proxy {
         })?;
         let shared = Shared::new(config).map_err(StartError::Credentials)?;
         let (stop, stopped) = watch::channel(false);
+        let metrics_addr = match shared.config.metrics_listen {
+            Some(at) => Some(
+                crate::metrics::start(at, shared.clone())
+                    .await
+                    .map_err(|source| StartError::Metrics { addr: at, source })?,
+            ),
+            None => None,
+        };
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
         if let Some(c) = &shared.coalescer {
             tokio::spawn(crate::coalesce::log_stats(c.stats.clone()));
@@ -57,6 +71,7 @@ impl Proxy {
         tracing::info!(%addr, "pgcoalesce listening");
         Ok(Proxy {
             addr,
+            metrics_addr,
             shared,
             stop,
             task,
@@ -66,6 +81,11 @@ impl Proxy {
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics endpoint's address, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The coalescer, when the config has rules (for tests and the admin side).

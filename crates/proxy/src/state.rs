@@ -35,6 +35,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Every pool on a primary: (database, user, idle, checked out).
+    pub fn pool_counts(&self) -> Vec<(String, String, usize, usize)> {
+        self.pools
+            .iter()
+            .map(|p| {
+                let (idle, used) = p.value().counts();
+                (p.key().0.clone(), p.key().1.clone(), idle, used)
+            })
+            .collect()
+    }
+
     /// Prepares credentials (SCRAM key derivation happens here, once).
     pub fn new(config: Config) -> Result<Arc<Shared>, String> {
         let mut credentials = HashMap::new();

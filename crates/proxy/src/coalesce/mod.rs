@@ -99,7 +99,7 @@ pub struct GroupKey {
     pub table_alias: Option<String>,
 }
 
-/// Counters, for logs now and the metrics endpoint later.
+/// Counters, for the logs and the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub received: AtomicU64,
@@ -191,6 +191,14 @@ impl Coalescer {
 
     fn rules(&self, db: &str) -> &DbRules {
         self.by_db.get(db).unwrap_or(&self.any_db)
+    }
+
+    /// Every group with its rule's name and the distinct keys waiting in it.
+    pub fn pending_by_group(&self) -> Vec<(GroupKey, String, usize)> {
+        self.groups
+            .iter()
+            .map(|g| (g.key.clone(), g.rule.name.clone(), g.lock().len()))
+            .collect()
     }
 
     /// Whether any rule applies to `db`.
