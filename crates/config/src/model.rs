@@ -479,9 +479,21 @@ pub struct CoalesceRule {
     /// ...), each holding one element per coalesced row, e.g.
     /// `SELECT entity.update_metadata_batch($1::text[], $2::text[],
     /// $3::text[]::jsonb[], $4::text[])`. Must use exactly `$1`..`$N` for N
-    /// = `arguments.len()`. Table rules: must be `None` (the flush statement
-    /// is derived from the client's statement).
+    /// = `arguments.len()`, and may use `$N+1`: it then also receives each
+    /// row's arrival stamp (see [`CoalesceRule::version_column`]) for the
+    /// function's own last-write-wins guard. Table rules: must be `None`
+    /// (the flush statement is derived from the client's statement).
     pub flush: Option<String>,
+    /// Table rules: a `bigint` column the proxy fills with each write's
+    /// arrival stamp (microseconds since the Unix epoch, strictly
+    /// increasing within a proxy), and which guards the flush: a stored row
+    /// is only overwritten by a write stamped no earlier than it, so that
+    /// last-write-wins holds across several proxies writing the same rows.
+    /// The client's statements must not write the column themselves (such
+    /// statements pass through). Default none: no guard. Function rules get
+    /// the stamps as their flush statement's `$N+1` instead.
+    #[serde(deserialize_with = "deserialize_opt_ident")]
+    pub version_column: Option<String>,
     /// When writes are acknowledged. Default `flushed`.
     pub ack: AckMode,
     /// `immediate` rules: how long writes gather before a flush (unless
@@ -519,6 +531,7 @@ impl Default for CoalesceRule {
             key: Vec::new(),
             writes: Vec::new(),
             flush: None,
+            version_column: None,
             ack: AckMode::default(),
             flush_interval: Duration::from_millis(2),
             max_batch: 5000,
@@ -548,6 +561,18 @@ impl CoalesceRule {
     /// Whether this is a function rule (as opposed to a table rule).
     pub fn is_function(&self) -> bool {
         self.function.is_some()
+    }
+
+    /// Whether the flush receives each row's arrival stamp: a table rule
+    /// with a `version_column`, or a function rule whose flush statement
+    /// uses the parameter after the arguments' (`$N+1`).
+    pub fn takes_stamps(&self) -> bool {
+        match &self.flush {
+            Some(flush) if self.is_function() => {
+                crate::validate::placeholders(flush).contains(&(self.arguments.len() + 1))
+            }
+            _ => self.version_column.is_some(),
+        }
     }
 
     /// The position of argument `name` in `arguments`.

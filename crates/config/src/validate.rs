@@ -408,6 +408,13 @@ fn validate_rule(at: &str, rule: &CoalesceRule) -> Result<(), ConfigError> {
 /// The function-rule fields: arguments, defaults, key and flush.
 fn validate_function_rule(at: &str, rule: &CoalesceRule) -> Result<(), ConfigError> {
     check_ident_list(&format!("{at}.arguments"), &rule.arguments)?;
+    if rule.version_column.is_some() {
+        return Err(ConfigError::invalid(
+            format!("{at}.version_column"),
+            "only allowed for table rules (a function rule's flush statement takes the \
+             stamps as the parameter after the arguments')",
+        ));
+    }
     // Defaults must cover a suffix of the arguments, as in SQL.
     let mut defaulted = false;
     for arg in &rule.arguments {
@@ -468,11 +475,13 @@ fn validate_function_rule(at: &str, rule: &CoalesceRule) -> Result<(), ConfigErr
     }
     let count = rule.arguments.len();
     let used = placeholders(flush);
-    if let Some(&beyond) = used.iter().find(|&&n| n == 0 || n > count) {
+    if let Some(&beyond) = used.iter().find(|&&n| n == 0 || n > count + 1) {
         return Err(ConfigError::invalid(
             field,
             format!(
-                "refers to ${beyond}, but parameters are $1..${count} (one text[] per argument)"
+                "refers to ${beyond}, but parameters are $1..${count} (one text[] per argument) \
+                 and ${} (the rows' arrival stamps)",
+                count + 1
             ),
         ));
     }
@@ -510,7 +519,17 @@ fn validate_table_rule(at: &str, rule: &CoalesceRule) -> Result<(), ConfigError>
              client's statement)",
         ));
     }
-    check_ident_list(&format!("{at}.key"), &rule.key)
+    check_ident_list(&format!("{at}.key"), &rule.key)?;
+    if let Some(v) = &rule.version_column {
+        check_ident(&format!("{at}.version_column"), v, false)?;
+        if rule.key.contains(v) {
+            return Err(ConfigError::invalid(
+                format!("{at}.version_column"),
+                "must not be a key column",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A non-empty list of unique, unqualified identifiers; `field` is the
@@ -602,7 +621,7 @@ fn check_ident(field: &str, name: &str, qualified: bool) -> Result<(), ConfigErr
 /// character (as in `a$1`) and text inside single-quoted literals or
 /// double-quoted identifiers are skipped; a number too large for `usize`
 /// is reported as `usize::MAX`.
-fn placeholders(sql: &str) -> Vec<usize> {
+pub(crate) fn placeholders(sql: &str) -> Vec<usize> {
     let bytes = sql.as_bytes();
     let mut found = Vec::new();
     let mut i = 0;

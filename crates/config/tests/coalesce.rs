@@ -149,6 +149,7 @@ coalesce:
              $3::text[]::jsonb[], $4::text[], $5::text[])"
                 .into(),
         ),
+        version_column: None,
         ack: AckMode::Immediate,
         flush_interval: Duration::from_millis(10),
         max_batch: 100,
@@ -176,6 +177,7 @@ coalesce:
     defaults: {}
     key: [general__entity_name, Metadata__Key]
     writes: [entity.entities]
+    version_column: Metadata__Written_At_Us
     ack: flushed
     flush_interval: 1s
     max_batch: 1
@@ -193,6 +195,7 @@ coalesce:
         key: vec!["general__entity_name".into(), "metadata__key".into()],
         writes: vec!["entity.entities".into()],
         flush: None,
+        version_column: Some("metadata__written_at_us".into()),
         ack: AckMode::Flushed,
         flush_interval: Duration::from_secs(1),
         max_batch: 1,
@@ -202,6 +205,7 @@ coalesce:
     };
     assert_eq!(config.coalesce, vec![expected]);
     assert!(!config.coalesce[0].is_function());
+    assert!(config.coalesce[0].takes_stamps());
     assert_eq!(config.coalesce[0].target(), "entity.entity_metadata");
 }
 
@@ -622,8 +626,8 @@ coalesce:
             "does not use $3 (argument \"p_value\")",
         ),
         (
-            "SELECT entity.update_metadata_batch($1, $2, $3, $4, $5)",
-            "refers to $5, but parameters are $1..$4",
+            "SELECT entity.update_metadata_batch($1, $2, $3, $4, $6)",
+            "refers to $6, but parameters are $1..$4 (one text[] per argument) and $5 (the rows' arrival stamps)",
         ),
         ("SELECT f($0, $1, $2, $3, $4)", "refers to $0"),
         (
@@ -652,10 +656,44 @@ coalesce:
     }])
     .validate()
     .expect("valid flush");
+    assert!(!function_rule().takes_stamps());
+    // The parameter after the arguments' takes the rows' arrival stamps.
+    let stamped = CoalesceRule {
+        flush: Some("SELECT f($1, $2, $3, $4, $5::bigint[])".into()),
+        ..function_rule()
+    };
+    config_with(vec![stamped.clone()])
+        .validate()
+        .expect("valid stamped flush");
+    assert!(stamped.takes_stamps());
+    assert_rule_invalid(
+        CoalesceRule {
+            version_column: Some("v".into()),
+            ..function_rule()
+        },
+        "coalesce[0].version_column",
+        "only allowed for table rules",
+    );
 }
 
 #[test]
 fn table_rule_fields() {
+    assert_rule_invalid(
+        CoalesceRule {
+            version_column: Some("metadata__key".into()),
+            ..table_rule()
+        },
+        "coalesce[0].version_column",
+        "must not be a key column",
+    );
+    assert_rule_invalid(
+        CoalesceRule {
+            version_column: Some("a-b".into()),
+            ..table_rule()
+        },
+        "coalesce[0].version_column",
+        "contains '-'",
+    );
     assert_rule_invalid(
         CoalesceRule {
             arguments: vec!["a".into()],

@@ -191,6 +191,7 @@ databases:
         ],
         coalesce: vec![],
         read_split: Default::default(),
+        metrics_listen: None,
     };
     let config = parse(&yaml);
     assert_eq!(config, expected);

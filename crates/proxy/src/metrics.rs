@@ -67,7 +67,10 @@ async fn serve(
     .unwrap_or(Ok(false))?;
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let (status, body) = if !complete {
         ("400 Bad Request", String::from("bad request\n"))
     } else if method != b"GET" {
@@ -107,9 +110,15 @@ fn publish(shared: &Shared) {
         count("pgcoalesce_coalesce_merged_total", &s.merged);
         count("pgcoalesce_coalesce_flushed_rows_total", &s.flushed_rows);
         count("pgcoalesce_coalesce_flush_batches_total", &s.flush_batches);
-        count("pgcoalesce_coalesce_flush_failures_total", &s.flush_failures);
+        count(
+            "pgcoalesce_coalesce_flush_failures_total",
+            &s.flush_failures,
+        );
         count("pgcoalesce_coalesce_rejected_total", &s.rejected);
-        count("pgcoalesce_coalesce_flush_microseconds_total", &s.flush_micros);
+        count(
+            "pgcoalesce_coalesce_flush_microseconds_total",
+            &s.flush_micros,
+        );
         for (key, rule, pending) in c.pending_by_group() {
             let labels = [
                 ("database", key.database),

@@ -125,9 +125,12 @@ pub fn route(sql: &str, volatility: &dyn Volatility) -> Route {
     // Neither the walk nor the guards are expected to panic; a panic in
     // sqlparser is its bug, but must not take the session down.
     let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let tokens = tokenize(sql)?;
+        let mut tokens = tokenize(sql)?;
         if hinted(&tokens) {
             return None;
+        }
+        if let Some(select) = table_as_select(&tokens) {
+            tokens = tokenize(&select)?;
         }
         let statements = crate::classify::parse_tokens(tokens)?;
         (!statements.is_empty() && walk::all_reads(&statements, volatility)).then_some(())
@@ -136,6 +139,42 @@ pub fn route(sql: &str, volatility: &dyn Volatility) -> Route {
         Ok(Some(())) => Route::ReplicaOk,
         _ => Route::Primary,
     }
+}
+
+/// `TABLE [ONLY] name` (which sqlparser does not parse alone) as the
+/// `SELECT * FROM [ONLY] name` it stands for; None for anything else.
+fn table_as_select(tokens: &[TokenWithSpan]) -> Option<String> {
+    use sqlparser::keywords::Keyword;
+    let mut words = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_)));
+    match words.next()? {
+        Token::Word(w) if w.keyword == Keyword::TABLE => {}
+        _ => return None,
+    }
+    let mut rest = String::new();
+    let mut expect_name = true;
+    let mut ended = false;
+    for t in words {
+        match t {
+            _ if ended => return None, // a second statement
+            Token::Word(w) if w.keyword == Keyword::ONLY && rest.is_empty() => {
+                rest.push_str("ONLY ")
+            }
+            Token::Word(_) if expect_name => {
+                rest.push_str(&t.to_string());
+                expect_name = false;
+            }
+            Token::Period if !expect_name => {
+                rest.push('.');
+                expect_name = true;
+            }
+            Token::SemiColon if !expect_name => ended = true,
+            _ => return None,
+        }
+    }
+    (!expect_name).then(|| format!("SELECT * FROM {rest}"))
 }
 
 /// The hint a client writes in a comment to keep a statement on the primary.

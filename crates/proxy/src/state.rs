@@ -219,5 +219,7 @@ fn rule_from_config(r: &config::CoalesceRule) -> Rule {
         pending_wait_timeout: r.pending_wait_timeout,
         rejects_file: r.rejects_file.clone(),
         barrier_names,
+        stamped: r.takes_stamps(),
+        version_column: r.version_column.clone(),
     }
 }

@@ -43,7 +43,10 @@ async fn http(addr: SocketAddr, request: &str) -> (String, String) {
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read response");
     let (head, body) = out.split_once("\r\n\r\n").expect("HTTP head and body");
-    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
 }
 
 /// `name{labels}` -> value, for every sample line.
@@ -113,7 +116,11 @@ async fn scrape_reports_clients_pools_and_coalescing() {
     let pending = format!(
         "pgcoalesce_coalesce_pending_keys{{database=\"{DB}\",user=\"{USER}\",rule=\"metadata_fn\"}}"
     );
-    assert_eq!(value(&s, &pending), 0.0, "everything acknowledged has landed");
+    assert_eq!(
+        value(&s, &pending),
+        0.0,
+        "everything acknowledged has landed"
+    );
     assert_eq!(value(&s, "pgcoalesce_clients"), 1.0);
     let pool = format!("{{database=\"{DB}\",user=\"{USER}\"}}");
     let idle = value(&s, &format!("pgcoalesce_pool_idle_connections{pool}"));

@@ -133,8 +133,15 @@ fn other_read_statements_go_to_replicas() {
         ("SHOW transaction_read_only", Primary),
         ("SHOW in_hot_standby", Primary),
         ("SHOW ALL", Primary),
-        // sqlparser 0.64 does not parse a bare TABLE statement.
-        ("TABLE t", Primary),
+        // TABLE t is read as the SELECT * FROM t it stands for.
+        ("TABLE t", ReplicaOk),
+        ("table ONLY s.t;", ReplicaOk),
+        ("TABLE t; DELETE FROM t", Primary),
+        ("TABLE t; TABLE u", Primary),
+        ("TABLE pg_stat_activity", Primary),
+        ("TABLE t WHERE true", Primary),
+        ("TABLE", Primary),
+        ("TABLE s.", Primary),
         ("EXPLAIN SELECT * FROM t", ReplicaOk),
         ("EXPLAIN ANALYZE SELECT * FROM t", ReplicaOk),
         (

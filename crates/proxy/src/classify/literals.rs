@@ -43,7 +43,9 @@ pub fn parameterize(sql: &str) -> Option<(String, Vec<String>)> {
             }
             b'/' if b.get(i + 1) == Some(&b'*') => i = block_comment(b, i)?,
             b'$' => return None, // $n or a dollar quote
-            c if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) => {
+            c if c.is_ascii_digit()
+                || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) =>
+            {
                 let end = number(b, i);
                 if b.get(end).is_some_and(|&c| is_word(c) || c == b'.') {
                     return None;
@@ -195,7 +197,9 @@ mod tests {
 
     #[test]
     fn never_panics_on_arbitrary_text() {
-        for sql in ["", "'", "''", ".", "1e", "1e+", "/*", "*/", "--", "é'x'", "é 'x'", "a.1"] {
+        for sql in [
+            "", "'", "''", ".", "1e", "1e+", "/*", "*/", "--", "é'x'", "é 'x'", "a.1",
+        ] {
             let _ = shape(sql);
         }
         assert_eq!(shape("1e"), None);

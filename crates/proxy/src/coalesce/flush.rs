@@ -30,10 +30,16 @@ pub async fn run(group: Arc<Group>, stats: Arc<Stats>, mut stop: watch::Receiver
         if *stop.borrow() {
             return;
         }
+        // Registered before looking, so a write arriving in between wakes
+        // it (writers wake an idle flusher without leaving a permit behind,
+        // which would cut the next interval short).
+        let idle = group.wake.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
         if group.lock().is_empty() {
             just_flushed = false;
             tokio::select! {
-                _ = group.wake.notified() => {}
+                _ = idle => {}
                 _ = stop.changed() => return,
             }
         }
@@ -242,7 +248,8 @@ async fn write_rows(group: &Group, rows: &[&Vec<Option<String>>]) -> Written {
             Err(w) => return w,
         },
     };
-    let columns = group.template.columns.len();
+    // The arrival stamps, when the rule takes them, follow the columns.
+    let columns = group.template.columns.len() + usize::from(group.rule.stamped);
     let arrays: Vec<String> = (0..columns)
         .map(|i| text_array_literal(rows.iter().map(|r| r.get(i).and_then(|v| v.as_deref()))))
         .collect();
@@ -303,9 +310,16 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
             .and_then(|r| r.get(1).cloned().flatten())
     };
     let t = &group.template;
-    let cols: Vec<String> = t.columns.iter().map(|c| quote::ident(c)).collect();
+    let version = group.rule.version_column.as_deref();
+    let all: Vec<&str> = t
+        .columns
+        .iter()
+        .map(String::as_str)
+        .chain(version)
+        .collect();
+    let cols: Vec<String> = all.iter().map(|c| quote::ident(c)).collect();
     let mut casts = Vec::new();
-    for c in &t.columns {
+    for c in &all {
         let Some(ty) = type_of(c) else {
             return Err(Written::Rejected(ErrorFields {
                 severity: "ERROR".into(),
@@ -323,6 +337,22 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
         .as_ref()
         .map(|a| format!(" AS {a}"))
         .unwrap_or_default();
+    let action = match (&t.update_clause, version) {
+        (None, _) => "NOTHING".to_owned(),
+        (Some(c), None) => format!("UPDATE {c}"),
+        (Some(c), Some(v)) => {
+            // Only a write stamped no earlier than the stored row's replaces
+            // it, and the row keeps the newest stamp.
+            let target = t.table_alias.clone().unwrap_or_else(|| quote::name(&table));
+            let v = quote::ident(v);
+            let guard = format!("({target}.{v} IS NULL OR {target}.{v} <= EXCLUDED.{v})");
+            let (set, condition) = split_where(c);
+            match condition {
+                Some(w) => format!("UPDATE {set}, {v} = EXCLUDED.{v} WHERE ({w}) AND {guard}"),
+                None => format!("UPDATE {set}, {v} = EXCLUDED.{v} WHERE {guard}"),
+            }
+        }
+    };
     Ok(format!(
         "INSERT INTO {}{} ({}) SELECT {} FROM unnest({}) AS u({}) ON CONFLICT ({}) DO {}",
         quote::name(&table),
@@ -332,8 +362,53 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
         arrays.join(", "),
         cols.join(", "),
         key.join(", "),
-        t.update_clause
-            .as_ref()
-            .map_or_else(|| "NOTHING".to_owned(), |c| format!("UPDATE {c}")),
+        action,
     ))
+}
+
+/// Splits a rendered `SET ... [WHERE ...]` clause at its own WHERE (the
+/// last one outside parentheses, quotes and identifiers in double quotes).
+fn split_where(clause: &str) -> (&str, Option<&str>) {
+    let b = clause.as_bytes();
+    let (mut depth, mut quote, mut at) = (0i32, None::<u8>, None);
+    for i in 0..b.len() {
+        match (quote, b[i]) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, q @ (b'\'' | b'"')) => quote = Some(q),
+            (None, b'(') => depth += 1,
+            (None, b')') => depth -= 1,
+            (None, b' ') if depth == 0 && clause[i..].starts_with(" WHERE ") => at = Some(i),
+            _ => {}
+        }
+    }
+    match at {
+        Some(i) => (&clause[..i], Some(&clause[i + " WHERE ".len()..])),
+        None => (clause, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_where;
+
+    #[test]
+    fn where_is_found_only_at_the_top() {
+        assert_eq!(
+            split_where("SET a = EXCLUDED.a"),
+            ("SET a = EXCLUDED.a", None)
+        );
+        assert_eq!(
+            split_where("SET a = EXCLUDED.a WHERE t.a <> EXCLUDED.a"),
+            ("SET a = EXCLUDED.a", Some("t.a <> EXCLUDED.a"))
+        );
+        assert_eq!(
+            split_where("SET a = (SELECT x FROM y WHERE z) WHERE ' WHERE ' <> b"),
+            ("SET a = (SELECT x FROM y WHERE z)", Some("' WHERE ' <> b"))
+        );
+        assert_eq!(
+            split_where("SET a = ' WHERE x'"),
+            ("SET a = ' WHERE x'", None)
+        );
+    }
 }

@@ -60,6 +60,22 @@ pub struct Rule {
     /// Lower-cased unqualified names whose mention in another statement
     /// needs this rule's pending writes flushed first.
     pub barrier_names: Vec<String>,
+    /// Each row carries its arrival stamp (see [`Coalescer::submit`]) as
+    /// one more value after the template's columns, for the flush's
+    /// cross-proxy last-write-wins guard.
+    pub stamped: bool,
+    /// Table rules: the column the stamp is written to and guarded on.
+    pub version_column: Option<String>,
+}
+
+impl Rule {
+    /// Whether a recognized statement of this rule writes the version
+    /// column itself: it is then not coalesced (the proxy owns that column).
+    fn writes_version(&self, t: &Template) -> bool {
+        self.version_column
+            .as_ref()
+            .is_some_and(|v| t.columns.iter().any(|c| c == v))
+    }
 }
 
 /// What the relay should do with a statement.
@@ -83,6 +99,12 @@ struct DbRules {
     /// Simple-protocol upserts by shape (see [`classify::literals`]):
     /// the template, or `None` for a shape that is not one.
     by_shape: DashMap<String, Option<Arc<Template>>>,
+}
+
+impl DbRules {
+    fn writes_version(&self, t: &Template) -> bool {
+        self.rules.get(t.rule).is_some_and(|r| r.writes_version(t))
+    }
 }
 
 /// Shapes cached per database, at most this many.
@@ -143,6 +165,8 @@ pub struct Coalescer {
     any_db: DbRules,
     groups: DashMap<GroupKey, Arc<Group>>,
     verdicts: DashMap<(String, Bytes), Verdict>,
+    /// The last arrival stamp handed out (microseconds since the epoch).
+    last_stamp: AtomicU64,
     pub stats: Arc<Stats>,
     stop: watch::Sender<bool>,
     /// False once shutdown began. Writers hold it for reading while they
@@ -183,6 +207,7 @@ impl Coalescer {
             any_db: for_db(None),
             groups: DashMap::new(),
             verdicts: DashMap::new(),
+            last_stamp: AtomicU64::new(0),
             stats: Arc::new(Stats::default()),
             stop: watch::channel(false).0,
             accepting: std::sync::RwLock::new(true),
@@ -191,6 +216,25 @@ impl Coalescer {
 
     fn rules(&self, db: &str) -> &DbRules {
         self.by_db.get(db).unwrap_or(&self.any_db)
+    }
+
+    /// A write's arrival stamp: the wall clock in microseconds since the
+    /// Unix epoch, made strictly increasing within this proxy (so arrival
+    /// order survives a clock stepping back). Proxies compare stamps with
+    /// each other, so their clocks should be synchronized (NTP): two writes
+    /// of one row through different proxies closer together than the clocks'
+    /// skew may land in either order.
+    fn stamp(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let prev = self
+            .last_stamp
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(0);
+        now.max(prev + 1)
     }
 
     /// Every group with its rule's name and the distinct keys waiting in it.
@@ -224,7 +268,11 @@ impl Coalescer {
                 Some(t) => t.clone(),
                 None => {
                     let t = match classify::classify(&shape, &rules.shapes) {
-                        Classified::Upsert(t) if t.params == values.len() => Some(Arc::new(t)),
+                        Classified::Upsert(t)
+                            if t.params == values.len() && !rules.writes_version(&t) =>
+                        {
+                            Some(Arc::new(t))
+                        }
                         _ => None,
                     };
                     if rules.by_shape.len() >= SHAPE_CACHE {
@@ -267,6 +315,9 @@ impl Coalescer {
         let verdict = match std::str::from_utf8(sql) {
             Err(_) => Verdict::Touches(None),
             Ok(text) => match classify::classify(text, &rules.shapes) {
+                Classified::Upsert(t) if rules.writes_version(&t) => {
+                    Verdict::Touches(Some(vec![t.rule]))
+                }
                 Classified::Upsert(t) => Verdict::Upsert(Arc::new(t)),
                 Classified::Unparsed => Verdict::Touches(None),
                 Classified::Mentions(names) => {
@@ -308,9 +359,12 @@ impl Coalescer {
     pub async fn submit(
         &self,
         group: &Group,
-        row: Vec<Option<String>>,
+        mut row: Vec<Option<String>>,
     ) -> Result<Option<oneshot::Receiver<AckResult>>, ClientError> {
         let rule = &group.rule;
+        if rule.stamped {
+            row.push(Some(self.stamp().to_string()));
+        }
         let key: Vec<Option<String>> = group
             .template
             .key
@@ -350,8 +404,10 @@ impl Coalescer {
                 if merged {
                     self.stats.merged.fetch_add(1, Ordering::Relaxed);
                 }
-                if len >= rule.max_batch || len == 1 {
+                if len >= rule.max_batch {
                     group.wake.notify_one();
+                } else if len == 1 {
+                    group.wake.notify_waiters();
                 }
                 return Ok(rx);
             }

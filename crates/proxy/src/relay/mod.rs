@@ -189,8 +189,8 @@ impl Relay {
                 }
                 // A message that may take a replica is kept until the
                 // replica answers (cheap: frames share their bytes).
-                let kept = (self.replay.is_some() || self.link.lease().is_none())
-                    .then(|| frame.clone());
+                let kept =
+                    (self.replay.is_some() || self.link.lease().is_none()).then(|| frame.clone());
                 self.on_client(frame).await?;
                 if let (Some(r), Some(f)) = (&mut self.replay, kept) {
                     r.frames.push(f);
@@ -643,13 +643,20 @@ impl Relay {
     /// an error instead.
     async fn server(&mut self, tag: u8, sql: Option<&[u8]>) -> Result<bool, ClientError> {
         self.settle_acks().await;
+        // What may write: a statement that must run on the primary, a
+        // function call, COPY data. Describe, Execute and the like belong
+        // to a statement already judged when it was parsed or bound.
+        let may_write = match sql {
+            Some(q) => self.route(q) == Route::Primary,
+            None => matches!(tag, b'F' | b'd' | b'c'),
+        };
         if self.link.lease().is_some() {
-            if self.replica.is_none() && sql.is_none_or(|q| self.route(q) == Route::Primary) {
+            if self.replica.is_none() && may_write {
                 self.writing = true;
             }
             return Ok(true);
         }
-        match self.attach(sql).await {
+        match self.attach(sql, may_write).await {
             Ok(()) => Ok(true),
             Err(e) if e.is_fatal() => Err(e),
             Err(e) => {
@@ -777,7 +784,7 @@ impl Relay {
 
     /// Checks out a server (a replica for reads that may go there, else the
     /// primary) and brings its parameters in line with the client's.
-    async fn attach(&mut self, sql: Option<&[u8]>) -> Result<(), ClientError> {
+    async fn attach(&mut self, sql: Option<&[u8]>, may_write: bool) -> Result<(), ClientError> {
         let mut lease = match self.replica_lease(sql).await {
             Some((lease, choice)) => {
                 self.replica = Some(choice);
@@ -787,7 +794,7 @@ impl Relay {
             }
             None => {
                 self.replica = None;
-                self.writing = sql.is_none_or(|q| self.route(q) == Route::Primary);
+                self.writing = may_write;
                 self.pool.acquire().await.map_err(|mut e| {
                     // The client may retry; only this request fails.
                     e.severity = build::Severity::Error;
@@ -860,7 +867,13 @@ impl Relay {
         let Some(unsent) = r.unsent_before(self.x.delivered) else {
             return Err(lost(e));
         };
-        if self.x.pending.iter().skip(unsent).any(|p| matches!(p, Pending::Ack { .. })) {
+        if self
+            .x
+            .pending
+            .iter()
+            .skip(unsent)
+            .any(|p| matches!(p, Pending::Ack { .. }))
+        {
             return Err(lost(e));
         }
         if let (Some(choice), Some(router)) = (&self.replica, &self.who.router) {
