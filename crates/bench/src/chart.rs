@@ -20,6 +20,8 @@ pub fn colour(t: Target) -> &'static str {
         Target::Pgbouncer => "#dd8452",
         Target::Pgcoalesce => "#55a868",
         Target::PgcoalesceImmediate => "#8172b3",
+        Target::PgcoalesceReplica => "#c44e52",
+        Target::PgcoalesceReplicaRywOff => "#937860",
     }
 }
 
@@ -39,6 +41,16 @@ fn shorten(text: &str, max: usize) -> String {
     let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// A share as a percentage: one decimal under 10 % (`0.2%`), none above.
+fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p < 10.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
 }
 
 /// `12345.6` -> `12,346`.
@@ -80,12 +92,22 @@ pub fn nice_step(raw: f64) -> f64 {
 /// left out (see `linechart.rs`).
 pub fn render(reports: &[ScenarioReport], subtitle: &[String]) -> String {
     let reports: Vec<&ScenarioReport> = reports.iter().filter(|r| !r.line_chart).collect();
-    let targets: &[Target] = if reports.iter().any(|r| r.coalescing) {
-        &Target::ALL
-    } else {
-        &Target::POOLING
-    };
-    let height = HEADER + PANEL * reports.len().max(1) as f64;
+    // The legend shows the targets that appear (the pooling ones if none).
+    let mut targets: Vec<Target> = Target::EVERY
+        .into_iter()
+        .filter(|t| {
+            reports.iter().any(|r| {
+                r.groups
+                    .iter()
+                    .any(|g| g.runs.iter().any(|run| run.target == *t))
+            })
+        })
+        .collect();
+    if targets.is_empty() {
+        targets = Target::POOLING.to_vec();
+    }
+    let header = HEADER + legend_extra_height(targets.len());
+    let height = header + PANEL * reports.len().max(1) as f64;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -109,20 +131,40 @@ pub fn render(reports: &[ScenarioReport], subtitle: &[String]) -> String {
             esc(line)
         );
     }
-    legend(&mut s, 96.0, targets);
+    legend(&mut s, 96.0, &targets, reports.iter().any(|r| r.coalescing));
     for (i, r) in reports.iter().enumerate() {
-        panel(&mut s, r, HEADER + PANEL * i as f64);
+        panel(&mut s, r, header + PANEL * i as f64);
     }
     s.push_str("</svg>\n");
     s
 }
 
-/// The colour key of `targets`, centred at height `y`.
-pub fn legend(s: &mut String, y: f64, targets: &[Target]) {
-    let item = 190.0;
-    let start = WIDTH / 2.0 - item * targets.len() as f64 / 2.0;
+/// Legend entries per row: all of them up to four, else half (rounded up).
+fn legend_per_row(n: usize) -> usize {
+    if n <= 4 {
+        n.max(1)
+    } else {
+        n.div_ceil(2)
+    }
+}
+
+/// Height the legend of `n` targets needs beyond its first row.
+pub fn legend_extra_height(n: usize) -> f64 {
+    const ROW: f64 = 20.0;
+    ROW * (n.div_ceil(legend_per_row(n)).max(1) - 1) as f64
+}
+
+/// The colour key of `targets`, centred, its first row at height `y`;
+/// pgcoalesce's ack mode is spelled out when `coalescing`.
+pub fn legend(s: &mut String, y: f64, targets: &[Target], coalescing: bool) {
+    let per_row = legend_per_row(targets.len());
+    let cap = if targets.len() <= 4 { 190.0 } else { 240.0 };
+    let item = ((WIDTH - 40.0) / per_row as f64).min(cap);
     for (i, t) in targets.iter().enumerate() {
-        let x = start + item * i as f64;
+        let row = targets[i - i % per_row..].len().min(per_row);
+        let start = WIDTH / 2.0 - item * row as f64 / 2.0;
+        let x = start + item * (i % per_row) as f64;
+        let y = y + 20.0 * (i / per_row) as f64;
         let _ = writeln!(
             s,
             "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"14\" fill=\"{}\"/>\
@@ -131,7 +173,7 @@ pub fn legend(s: &mut String, y: f64, targets: &[Target]) {
             colour(*t),
             x + 20.0,
             y,
-            t.title(true)
+            t.title(coalescing)
         );
     }
 }
@@ -148,7 +190,7 @@ fn panel(s: &mut String, r: &ScenarioReport, top: f64) {
         top + 18.0,
         esc(&r.title),
         top + 34.0,
-        esc(&shorten(&r.description, 150))
+        esc(&shorten(&r.description, 135))
     );
 
     let max = r
@@ -215,6 +257,22 @@ fn panel(s: &mut String, r: &ScenarioReport, top: f64) {
                         y - 4.0,
                         thousands(tps)
                     );
+                    // Where the reads went, inside the bars of proxies with a replica.
+                    let share = run.reads.as_ref().and_then(|r| r.replica_share);
+                    if let (true, Some(share)) = (run.target.has_replica(), share) {
+                        if y1 - y > 40.0 {
+                            let _ = writeln!(
+                                s,
+                                "<text x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"white\" \
+                                 text-anchor=\"middle\">{} of reads</text>\
+                                 <text x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"white\" \
+                                 text-anchor=\"middle\">on replica</text>",
+                                y + 16.0,
+                                percent(share),
+                                y + 28.0
+                            );
+                        }
+                    }
                 }
                 None => {
                     let what = if run.skipped.is_some() {
@@ -268,6 +326,8 @@ mod tests {
         assert_eq!(esc("a<b&c"), "a&lt;b&amp;c");
         assert_eq!(shorten("abcdef", 4), "abc…");
         assert_eq!(shorten("abc", 4), "abc");
+        assert_eq!(percent(0.0021), "0.2%");
+        assert_eq!(percent(1.0), "100%");
     }
 
     #[test]

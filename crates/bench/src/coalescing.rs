@@ -11,7 +11,9 @@
 
 use anyhow::{Context, Result};
 
-use crate::scenarios::{pgbench_args, run_group, GroupSpec, Profile, ScenarioReport, Target};
+use crate::scenarios::{
+    pgbench_args, run_group, GroupSpec, Measure, Profile, ScenarioReport, Target,
+};
 use crate::stack::{Stack, DB};
 use crate::writes::Tracking;
 
@@ -44,10 +46,9 @@ fn script(entities: u32, keys: u32, mode: &str) -> String {
     )
 }
 
-/// Applies the reference schema to [`DB`] (once), creates the entities of
-/// both keyspaces and turns statement tracking on.
-fn prepare(stack: &Stack) -> Result<Tracking<'_>> {
-    let pg = &stack.pg;
+/// Applies the reference schema (`migrations/`) to [`DB`] unless it is
+/// there already.
+pub fn ensure_schema(pg: &pgtest::Cluster) -> Result<()> {
     let present = pg
         .psql(
             DB,
@@ -59,6 +60,14 @@ fn prepare(stack: &Stack) -> Result<Tracking<'_>> {
         pg.apply_migrations(DB, &pgtest::migrations_dir())
             .context("applying the reference schema (migrations/)")?;
     }
+    Ok(())
+}
+
+/// Applies the reference schema to [`DB`] (once), creates the entities of
+/// both keyspaces and turns statement tracking on.
+fn prepare(stack: &Stack) -> Result<Tracking<'_>> {
+    let pg = &stack.pg;
+    ensure_schema(pg)?;
     let entities = HOT_ENTITIES.max(WIDE_ENTITIES);
     pg.psql(
         DB,
@@ -109,7 +118,8 @@ fn group(
         skip,
         rounds: profile.write_rounds,
         duration_s: profile.write_duration_s,
-        writes: true,
+        measure: Measure::Writes,
+        before_run_sql: None,
     }
 }
 

@@ -48,7 +48,7 @@ pub fn render(report: &ScenarioReport, subtitle: &[String]) -> String {
         );
     }
     let targets = targets(report);
-    legend(&mut s, 96.0, &targets);
+    legend(&mut s, 96.0, &targets, true);
     let clients: Vec<u32> = report.groups.iter().map(|g| g.clients).collect();
     let series = |f: &dyn Fn(&RunRecord) -> Option<f64>, proxies_only: bool| -> Vec<Series> {
         targets

@@ -3,18 +3,23 @@
 //! `cargo run --release -p bench -- all [--quick] [--out DIR]` starts its own
 //! Postgres, PgBouncer and pgcoalesce, runs every scenario against all
 //! three (pgcoalesce in both coalescing ack modes where upserts are
-//! measured), and writes a table (stdout), `results.json`, `chart.svg` and,
-//! with the scaling scenario, `scaling.svg`.
+//! measured; the readmix scenario adds a streaming replica and pgcoalesce
+//! processes that split reads to it), and writes a table (stdout),
+//! `results.json`, `chart.svg` and, with the scaling scenario, `scaling.svg`.
 //! This file owns the command line and the order of the whole run.
 
 mod chart;
 mod coalescing;
 mod linechart;
 mod pgbench;
+mod readmix;
+mod reads;
 mod report;
 mod scenarios;
 mod stack;
 mod sys;
+mod targets;
+mod transactions;
 mod writes;
 
 use std::path::PathBuf;
@@ -47,8 +52,8 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct AllArgs {
     /// Smoke check for CI: -T 2, 1 round, select at -c 4 scale 1, hot at
-    /// 16 clients, scaling at 1 and 16; a failed direct or pgcoalesce run
-    /// makes the command fail.
+    /// 16 clients, scaling at 1 and 16, tx at 16 and readmix at 64 clients;
+    /// a failed direct or pgcoalesce run makes the command fail.
     #[arg(long)]
     quick: bool,
     /// Output directory (default: bench-results/ at the workspace root).
@@ -115,9 +120,15 @@ fn run_all(args: AllArgs) -> Result<()> {
     if let Err(e) = &pgbouncer {
         eprintln!("bench: PgBouncer did not start: {e}");
     }
-    let pgcoalesce =
-        stack::start_pgcoalesce(&pgcoalesce_bin, &pg, &out.join("pgcoalesce.log"), false)?;
+    let pgcoalesce = stack::start_pgcoalesce(
+        &pgcoalesce_bin,
+        &pg,
+        None,
+        &out.join("pgcoalesce.log"),
+        false,
+    )?;
     let stack = Stack {
+        read_split: None.into(),
         pgcoalesce: pgcoalesce.into(),
         pgbouncer,
         pg,
@@ -135,8 +146,10 @@ fn run_all(args: AllArgs) -> Result<()> {
 
     let mut reports = Vec::new();
     let mut scenario_errors = Vec::new();
+    let mut scenario_seconds = serde_json::Map::new();
     for s in &selected {
         eprintln!("bench: scenario {}: {}", s.name, s.summary);
+        let scenario_started = std::time::Instant::now();
         match (s.run)(&stack, &profile) {
             Ok(r) => reports.push(r),
             Err(e) => {
@@ -144,6 +157,9 @@ fn run_all(args: AllArgs) -> Result<()> {
                 scenario_errors.push(json!({"scenario": s.name, "error": format!("{e:#}")}));
             }
         }
+        let seconds = scenario_started.elapsed().as_secs_f64();
+        eprintln!("bench: scenario {} took {seconds:.0} s", s.name);
+        scenario_seconds.insert(s.name.to_owned(), json!(seconds));
     }
 
     for r in &reports {
@@ -183,7 +199,9 @@ fn run_all(args: AllArgs) -> Result<()> {
             "binary": pgcoalesce_bin,
             "command": stack.pgcoalesce.borrow().command,
             "pool_size": stack::POOL_SIZE,
-            "config": stack::pgcoalesce_config(&stack.pg, stack.pgcoalesce.borrow().port),
+            "config": stack::pgcoalesce_config(&stack.pg, None, stack.pgcoalesce.borrow().port),
+            "read_split": stack::READ_SPLIT.iter().map(|(k, v)| (k.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>(),
             "restarts": "a fresh pgcoalesce process (same config, new port) serves each pgcoalesce run of the coalescing scenarios",
         },
         "notes": [
@@ -197,9 +215,14 @@ fn run_all(args: AllArgs) -> Result<()> {
             "coalescing scenarios: entity.entity_metadata is truncated (and entities vacuumed) before every run; pg_stat_statements (track = all while they run, reset before every run) counts top-level calls of entity.update_metadata_optimized / update_metadata_batch (statements) and rows inserted or updated by the INSERT inside them (rows); after pgbench exits the counters are read until they stop changing, so immediate-mode writes flushed after the last ack are included.",
             "rss: the proxy's VmRSS from /proc/<pid>/status, sampled every ~100 ms while pgbench runs (peak) and right after it exits.",
             "skipped runs: PgBouncer in -M prepared (1.18 keeps no protocol-level prepared statements in transaction mode) and direct above 256 clients (max_connections 400).",
+            "tx: each pgbench transaction is one request of the reference application: BEGIN; SELECT auth.set_agent_context_from_agent_id(<agent uuid>); SELECT entity.update_metadata_optimized('avatar:<n>', 'pose.<1..6>', <v>, 'public.NORMAL'); COMMIT. pgbench client n acts as agent n, a non-admin agent with insert/update rights in public.NORMAL (so the upsert checks its rights), writing its own avatar entity; entity_metadata is truncated and entities and agent_profiles vacuumed before every run. pgcoalesce passes upserts inside transaction blocks through (not coalesced).",
+            "readmix: reads (SELECT abalance FROM pgbench_accounts WHERE aid = ?) and writes (UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?) are separate pgbench scripts weighted 90:10 (-f read.sql@90 -f write.sql@10); the -l log records each transaction's script, which gives read and write latencies (read_p50_ms, read_p99_ms, write_p99_ms) apart.",
+            "readmix: where reads were served is counted by pg_stat_statements (track = all during the scenario, reset before every run) on the primary and on the replica: calls of the read statement in database bench. Each server counts only the statements it executed, when they end (before the reply is sent), so the counts are complete when pgbench exits and leave out the proxies' health checks; replica_share = reads_on_replica / (reads_on_primary + reads_on_replica), and reads_on_primary + reads_on_replica equals the read transactions in pgbench's log (client_reads). pg_stat_database (xact_commit, tup_returned) was not used: a pooled backend that goes idle may report up to 10 s late and it counts every statement.",
+            "readmix: the replica is a pg_basebackup -R -X stream clone of the benchmark cluster (same settings, same machine and CPUs), started for this scenario only. pgcoalesce + replica and pgcoalesce + replica, RYW off are two more pgcoalesce processes with pgcoalesce's config plus replicas: [the replica] on database bench and read_split: (pgcoalesce.read_split below; the second adds read_your_writes_window: 0). With the defaults a client's reads stay on the primary until the replica has replayed past its last write, judged from the replica's replay position sampled once per health_check_interval (1 s), so a client that writes more often than that reads from the primary. Each proxy pools up to 20 server connections per server (40 with the replica); read splitting applies in transaction pool mode only. ratio_vs_primary_only = tps / tps of pgcoalesce (primary only) in the same group.",
         ],
         "scenario_errors": scenario_errors,
         "scenarios": reports,
+        "scenario_seconds": scenario_seconds,
         "elapsed_seconds": started.elapsed().as_secs_f64(),
     });
     let json_path = out.join("results.json");
@@ -244,8 +267,13 @@ fn run_all(args: AllArgs) -> Result<()> {
     }
 
     drop(stack);
+    let replica_logs = if reports.iter().any(|r| r.name == "readmix") {
+        ", pgcoalesce-replica.log, pgcoalesce-replica-ryw-off.log"
+    } else {
+        ""
+    };
     println!(
-        "\nresults: {}\ncharts:  {}\nlogs:    {}/pgcoalesce.log, pgbouncer.log\n({:.0} s)",
+        "\nresults: {}\ncharts:  {}\nlogs:    {}/pgcoalesce.log, pgbouncer.log{replica_logs}\n({:.0} s)",
         json_path.display(),
         charts.join(", "),
         out.display(),

@@ -109,6 +109,23 @@ pub struct Stats {
     pub latency_p99_ms: Option<f64>,
     /// Transactions found in the `-l` logs.
     pub logged_transactions: u64,
+    /// Per-script figures from the `-l` logs when pgbench ran more than one
+    /// script (`-f a@9 -f b@1`), in `-f` order; empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<ScriptStats>,
+}
+
+/// The `-l` figures of one script of a multi-script run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScriptStats {
+    /// pgbench's script number (0 for the first `-f`).
+    pub script: u32,
+    /// Transactions of this script in the logs (failed ones left out).
+    pub transactions: u64,
+    /// Median latency of this script's transactions.
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile latency of this script's transactions.
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// CPU used by the watched process during the run.
@@ -231,10 +248,12 @@ pub fn run(inv: &Invocation) -> Result<Outcome> {
     let stderr = read_lossy(&stderr_path);
     let mut stats = parse_summary(&stdout);
     if let Some(s) = stats.as_mut() {
-        let mut latencies = read_log_latencies(dir.path())?;
+        let logged = read_log(dir.path())?;
+        let mut latencies: Vec<u64> = logged.iter().map(|&(_, us)| us).collect();
         s.logged_transactions = latencies.len() as u64;
         s.latency_p50_ms = percentile_ms(&mut latencies, 50.0);
         s.latency_p99_ms = percentile_ms(&mut latencies, 99.0);
+        s.scripts = per_script(&logged);
     }
     let proxy_cpu = match (inv.watch_pid, before, after) {
         (Some(pid), Some(b), Some(a)) => {
@@ -314,8 +333,9 @@ fn first_number(text: &str) -> Option<f64> {
     t[..end].parse().ok()
 }
 
-/// Transaction latencies (µs, column 3) from every `pgbench_log.*` file in `dir`.
-fn read_log_latencies(dir: &Path) -> Result<Vec<u64>> {
+/// (script number, latency in µs) of every transaction in every
+/// `pgbench_log.*` file in `dir`.
+fn read_log(dir: &Path) -> Result<Vec<(u32, u64)>> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
     for entry in entries {
@@ -330,16 +350,45 @@ fn read_log_latencies(dir: &Path) -> Result<Vec<u64>> {
         let path = entry.path();
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        out.extend(parse_log_latencies(&text));
+        out.extend(parse_log(&text));
     }
     Ok(out)
 }
 
-/// Column 3 of each per-transaction log line; skipped (`-`) and failed
-/// (`failed`) transactions have no latency and are left out.
-fn parse_log_latencies(text: &str) -> impl Iterator<Item = u64> + '_ {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+/// Column 4 (script number) and column 3 (latency, µs) of each
+/// per-transaction log line (`client_id transaction_no time script_no
+/// time_epoch time_us ...`); skipped (`-`) and failed (`failed`)
+/// transactions have no latency and are left out.
+fn parse_log(text: &str) -> impl Iterator<Item = (u32, u64)> + '_ {
+    text.lines().filter_map(|l| {
+        let mut cols = l.split_whitespace().skip(2);
+        let us = cols.next()?.parse().ok()?;
+        let script = cols.next()?.parse().ok()?;
+        Some((script, us))
+    })
+}
+
+/// Per-script figures of `logged` when it holds more than one script.
+fn per_script(logged: &[(u32, u64)]) -> Vec<ScriptStats> {
+    let scripts = logged.iter().map(|&(s, _)| s).max().unwrap_or(0);
+    if scripts == 0 {
+        return Vec::new();
+    }
+    (0..=scripts)
+        .map(|script| {
+            let mut us: Vec<u64> = logged
+                .iter()
+                .filter(|&&(s, _)| s == script)
+                .map(|&(_, us)| us)
+                .collect();
+            ScriptStats {
+                script,
+                transactions: us.len() as u64,
+                latency_p50_ms: percentile_ms(&mut us, 50.0),
+                latency_p99_ms: percentile_ms(&mut us, 99.0),
+            }
+        })
+        .collect()
 }
 
 /// Nearest-rank percentile of `latencies_us`, in milliseconds.
@@ -391,10 +440,24 @@ tps = 41234.567890 (without initial connection time)
     fn log_lines_and_percentiles() {
         let log =
             "0 1 250 0 1700000000 1\n0 2 750 0 1700000000 2\n1 1 failed 0 1 1\n1 2 500 0 1 3\n";
-        let mut v: Vec<u64> = parse_log_latencies(log).collect();
+        let logged: Vec<(u32, u64)> = parse_log(log).collect();
+        let mut v: Vec<u64> = logged.iter().map(|&(_, us)| us).collect();
         assert_eq!(v.len(), 3);
         assert_eq!(percentile_ms(&mut v, 50.0), Some(0.5));
         assert_eq!(percentile_ms(&mut v, 99.0), Some(0.75));
         assert_eq!(percentile_ms(&mut [], 50.0), None);
+        assert!(per_script(&logged).is_empty());
+    }
+
+    #[test]
+    fn per_script_percentiles() {
+        let log = "0 1 100 0 1 1\n0 2 900 1 1 2\n1 1 300 0 1 3\n1 2 failed 1 1 4\n2 1 200 0 1 5\n";
+        let s = per_script(&parse_log(log).collect::<Vec<_>>());
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].script, s[0].transactions), (0, 3));
+        assert_eq!(s[0].latency_p50_ms, Some(0.2));
+        assert_eq!(s[0].latency_p99_ms, Some(0.3));
+        assert_eq!((s[1].script, s[1].transactions), (1, 1));
+        assert_eq!(s[1].latency_p99_ms, Some(0.9));
     }
 }

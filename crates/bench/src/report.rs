@@ -115,29 +115,76 @@ fn ratio(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"))
 }
 
+/// Which columns a scenario's table has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Columns {
+    /// pgbench's figures, proxy CPU, ratios to direct and PgBouncer.
+    Pooling,
+    /// Those and what reached Postgres ([`crate::writes::Writes`]).
+    Coalescing,
+    /// pgbench's figures, read and write p99, the replica's share of the
+    /// reads, ratios to direct and to pgcoalesce with the primary only.
+    ReadSplit,
+}
+
+impl Columns {
+    fn of(report: &ScenarioReport) -> Columns {
+        if report.coalescing {
+            Columns::Coalescing
+        } else if report
+            .groups
+            .iter()
+            .any(|g| g.runs.iter().any(|r| r.reads.is_some()))
+        {
+            Columns::ReadSplit
+        } else {
+            Columns::Pooling
+        }
+    }
+
+    fn headers(self) -> Vec<&'static str> {
+        let first = if self == Columns::Coalescing {
+            "group"
+        } else {
+            "mode"
+        };
+        let mut h = vec![first, "target", "tps", "avg ms", "p50 ms", "p99 ms"];
+        match self {
+            Columns::Pooling => h.extend(["cpu µs/tx", "vs direct", "vs pgbouncer"]),
+            Columns::Coalescing => h.extend([
+                "cpu µs/tx",
+                "vs direct",
+                "vs pgbouncer",
+                "stmts/1k",
+                "rows/s",
+                "drain s",
+                "rss MiB",
+            ]),
+            Columns::ReadSplit => h.extend([
+                "read p50",
+                "read p99",
+                "write p99",
+                "replica %",
+                "cpu µs/tx",
+                "vs direct",
+                "vs primary only",
+            ]),
+        }
+        h
+    }
+}
+
 /// The stdout table of one scenario.
 pub fn table(report: &ScenarioReport) -> String {
-    let mut headers = vec![
-        if report.coalescing { "group" } else { "mode" },
-        "target",
-        "tps",
-        "avg ms",
-        "p50 ms",
-        "p99 ms",
-        "cpu µs/tx",
-        "vs direct",
-        "vs pgbouncer",
-    ];
-    if report.coalescing {
-        headers.extend(["stmts/1k", "rows/s", "drain s", "rss MiB"]);
-    }
+    let columns = Columns::of(report);
+    let headers = columns.headers();
     // (group index, cells)
     let mut rows: Vec<(usize, Vec<String>)> = Vec::new();
     let mut failures = Vec::new();
     let mut skips: Vec<String> = Vec::new();
     for (gi, group) in report.groups.iter().enumerate() {
         for run in &group.runs {
-            rows.push((gi, row(&group.label, run, report.coalescing)));
+            rows.push((gi, row(&group.label, run, columns)));
             if let Some(e) = &run.outcome.error {
                 failures.push(format!("{} / {}: {}", group.label, run.target.label(), e));
             }
@@ -184,8 +231,10 @@ pub fn table(report: &ScenarioReport) -> String {
         out.push_str(&line(cells));
         out.push('\n');
     }
-    if report.coalescing {
-        out.push_str(COALESCING_LEGEND);
+    match columns {
+        Columns::Coalescing => out.push_str(COALESCING_LEGEND),
+        Columns::ReadSplit => out.push_str(READ_SPLIT_LEGEND),
+        Columns::Pooling => {}
     }
     for skip in skips {
         out.push_str(&format!("skipped {skip}\n"));
@@ -213,11 +262,19 @@ inserted or updated per second of run + drain (pg_stat_statements)\n\
 drain: time from the last ack until the last write reached Postgres; rss: proxy's peak \
 VmRSS during the run (pgcoalesce: a fresh process per run)\n";
 
-/// One table row (with the write columns in coalescing scenarios).
-fn row(mode: &str, run: &RunRecord, coalescing: bool) -> Vec<String> {
+/// What the columns of a read-splitting scenario's table mean.
+const READ_SPLIT_LEGEND: &str = "\
+read p50/p99, write p99: latency (ms) of the read and of the write transactions (pgbench -l, \
+per script); p50/p99: all transactions\n\
+replica %: share of the reads executed by the replica (pg_stat_statements on both servers); \
+vs primary only: tps / tps of pgcoalesce without the replica in the same group\n";
+
+/// One table row, with the columns of `columns`.
+fn row(mode: &str, run: &RunRecord, columns: Columns) -> Vec<String> {
     let stats = run.outcome.stats.as_ref().filter(|_| run.outcome.ok);
+    let coalescing = columns == Columns::Coalescing;
     let mut cells = vec![mode.to_owned(), run.target.title(coalescing).to_owned()];
-    let columns = if coalescing { 11 } else { 7 };
+    let width = columns.headers().len() - 2;
     match stats {
         Some(s) => {
             cells.extend([
@@ -225,10 +282,26 @@ fn row(mode: &str, run: &RunRecord, coalescing: bool) -> Vec<String> {
                 num(s.latency_avg_ms, 3),
                 num(s.latency_p50_ms, 3),
                 num(s.latency_p99_ms, 3),
-                num(run.outcome.proxy_cpu.as_ref().and_then(|c| c.us_per_tx), 1),
-                ratio(run.ratio_vs_direct),
-                ratio(run.ratio_vs_pgbouncer),
             ]);
+            if columns == Columns::ReadSplit {
+                let r = run.reads.as_ref();
+                cells.extend([
+                    num(r.and_then(|r| r.read_p50_ms), 3),
+                    num(r.and_then(|r| r.read_p99_ms), 3),
+                    num(r.and_then(|r| r.write_p99_ms), 3),
+                    num(r.and_then(|r| r.replica_share).map(|x| x * 100.0), 1),
+                ]);
+            }
+            cells.push(num(
+                run.outcome.proxy_cpu.as_ref().and_then(|c| c.us_per_tx),
+                1,
+            ));
+            cells.push(ratio(run.ratio_vs_direct));
+            cells.push(if columns == Columns::ReadSplit {
+                ratio(run.ratio_vs_primary_only)
+            } else {
+                ratio(run.ratio_vs_pgbouncer)
+            });
             if coalescing {
                 let w = run.writes.as_ref();
                 cells.extend([
@@ -248,7 +321,7 @@ fn row(mode: &str, run: &RunRecord, coalescing: bool) -> Vec<String> {
                 }
                 .into(),
             );
-            cells.extend((1..columns).map(|_| "-".to_owned()));
+            cells.extend((1..width).map(|_| "-".to_owned()));
         }
     }
     cells

@@ -2,75 +2,26 @@
 //!
 //! Owns the scenario list ([`all`]), the run profile (full or `--quick`),
 //! the targets, and running one workload against each target in
-//! interleaved order (measuring what reached Postgres when asked). A scenario is a named function that prepares what it
-//! needs on the cluster and returns groups of runs (one group per variant,
-//! e.g. per pgbench query mode); new scenarios are new entries in [`all`].
+//! interleaved order (measuring what reached Postgres, or which server
+//! served the reads, when asked). A scenario is a named function that
+//! prepares what it needs on the cluster and returns groups of runs (one
+//! group per variant, e.g. per pgbench query mode); new scenarios are new
+//! entries in [`all`].
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::coalescing;
 use crate::pgbench::{self, Invocation, Outcome};
+use crate::readmix;
+use crate::reads::{self, Reads};
 use crate::stack::{Stack, DB, DB_IMMEDIATE};
+use crate::transactions;
 use crate::writes::{self, Writes};
 
-/// Where a run's clients connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Target {
-    /// Postgres itself, no proxy.
-    #[serde(rename = "direct")]
-    Direct,
-    /// PgBouncer in transaction mode.
-    #[serde(rename = "pgbouncer")]
-    Pgbouncer,
-    /// pgcoalesce in transaction mode, database [`DB`] (upserts of the
-    /// benchmark function coalesced with `ack: flushed`).
-    #[serde(rename = "pgcoalesce")]
-    Pgcoalesce,
-    /// pgcoalesce, database [`DB_IMMEDIATE`] (the same upstream database,
-    /// upserts coalesced with `ack: immediate`).
-    #[serde(rename = "pgcoalesce_immediate")]
-    PgcoalesceImmediate,
-}
-
-impl Target {
-    /// The pooling targets, in the order runs are interleaved and shown.
-    pub const POOLING: [Target; 3] = [Target::Direct, Target::Pgbouncer, Target::Pgcoalesce];
-    /// Every target, for the coalescing scenarios.
-    pub const ALL: [Target; 4] = [
-        Target::Direct,
-        Target::Pgbouncer,
-        Target::Pgcoalesce,
-        Target::PgcoalesceImmediate,
-    ];
-
-    /// Name as in the JSON.
-    pub fn label(self) -> &'static str {
-        match self {
-            Target::Direct => "direct",
-            Target::Pgbouncer => "pgbouncer",
-            Target::Pgcoalesce => "pgcoalesce",
-            Target::PgcoalesceImmediate => "pgcoalesce_immediate",
-        }
-    }
-
-    /// Name in tables and charts; in coalescing scenarios pgcoalesce's ack
-    /// mode is spelled out.
-    pub fn title(self, coalescing: bool) -> &'static str {
-        match self {
-            Target::Pgcoalesce if coalescing => "pgcoalesce (flushed)",
-            Target::PgcoalesceImmediate => "pgcoalesce (immediate)",
-            t => t.label(),
-        }
-    }
-
-    /// Whether the target is a proxy process (whose CPU and memory are sampled).
-    pub fn is_proxy(self) -> bool {
-        self != Target::Direct
-    }
-}
+pub use crate::targets::Target;
 
 /// Size of the runs: the full benchmark or the `--quick` smoke check.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -100,13 +51,27 @@ pub struct Profile {
     pub wide_clients: u32,
     /// Client counts of the scaling scenario.
     pub scaling_clients: &'static [u32],
+    /// pgbench `-T` of the tx and readmix scenarios.
+    pub mixed_duration_s: u32,
+    /// Interleaved rounds per group of the tx scenario (1 in the full run
+    /// too, like the coalescing scenarios, to keep `all` short).
+    pub tx_rounds: usize,
+    /// Interleaved rounds per group of the readmix scenario (median-tps
+    /// round reported: its point is a difference of a few percent).
+    pub readmix_rounds: usize,
+    /// Client count of the tx scenario.
+    pub tx_clients: u32,
+    /// Client count of the readmix scenario.
+    pub readmix_clients: u32,
 }
 
 impl Profile {
     /// Full: select `-T 10 -c 16 -j 2`, scale 10, 3 rounds; coalescing
-    /// `-T 10`, 1 round, hot at 16 and 256 clients, scaling at 1 to 1,024.
+    /// `-T 10`, 1 round, hot at 16 and 256 clients, scaling at 1 to 1,024;
+    /// tx (16 clients) `-T 10`, 1 round; readmix (64 clients) `-T 10`, 3
+    /// rounds.
     /// Quick: everything `-T 2`, 1 round, select `-c 4` scale 1, hot at 16
-    /// clients, scaling at 1 and 16.
+    /// clients, scaling at 1 and 16, tx at 16 and readmix at 64 clients.
     pub fn new(quick: bool) -> Profile {
         if quick {
             Profile {
@@ -121,6 +86,11 @@ impl Profile {
                 hot_clients: &[16],
                 wide_clients: 16,
                 scaling_clients: &[1, 16],
+                mixed_duration_s: 2,
+                tx_rounds: 1,
+                readmix_rounds: 1,
+                tx_clients: 16,
+                readmix_clients: 64,
             }
         } else {
             Profile {
@@ -135,6 +105,11 @@ impl Profile {
                 hot_clients: &[16, 256],
                 wide_clients: 16,
                 scaling_clients: &[1, 16, 64, 256, 1024],
+                mixed_duration_s: 10,
+                tx_rounds: 1,
+                readmix_rounds: 3,
+                tx_clients: 16,
+                readmix_clients: 64,
             }
         }
     }
@@ -157,10 +132,18 @@ pub struct RunRecord {
     pub outcome: Outcome,
     /// Statements and rows that reached Postgres (coalescing scenarios).
     pub writes: Option<Writes>,
+    /// Reads served by the primary and by the replica, and per-script
+    /// latencies (readmix scenario).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Reads>,
     /// tps / the direct run's tps in the same group.
     pub ratio_vs_direct: Option<f64>,
     /// tps / the PgBouncer run's tps in the same group.
     pub ratio_vs_pgbouncer: Option<f64>,
+    /// tps / the tps of pgcoalesce with the primary only in the same group
+    /// (pgcoalesce with a replica only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_vs_primary_only: Option<f64>,
     /// tps of every round (the reported outcome is the median one).
     pub round_tps: Vec<f64>,
 }
@@ -245,6 +228,16 @@ pub fn all() -> Vec<Scenario> {
             summary: "hot-key upserts (simple) at 1, 16, 64, 256 and 1,024 clients",
             run: coalescing::scaling,
         },
+        Scenario {
+            name: "tx",
+            summary: "the entity store's request: BEGIN, agent context, metadata upsert, COMMIT; 16 clients",
+            run: transactions::tx,
+        },
+        Scenario {
+            name: "readmix",
+            summary: "90% reads / 10% writes at 64 clients, pgcoalesce with a streaming replica vs primary only",
+            run: readmix::readmix,
+        },
     ]
 }
 
@@ -267,14 +260,30 @@ pub struct GroupSpec {
     pub rounds: usize,
     /// pgbench `-T` (for its watchdog).
     pub duration_s: u32,
-    /// Measure what reached Postgres around each run ([`writes`]).
-    pub writes: bool,
+    /// What is measured around each run besides pgbench's figures.
+    pub measure: Measure,
+    /// SQL run on the benchmark cluster (database [`DB`]) before every run,
+    /// so that each target starts from the same state.
+    pub before_run_sql: Option<String>,
+}
+
+/// What a group measures around each run besides pgbench's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Nothing more.
+    Nothing,
+    /// The upserts and rows that reached Postgres ([`writes`]); every
+    /// pgcoalesce run gets a fresh process.
+    Writes,
+    /// Which server served the reads, and per-script latencies ([`reads`]).
+    Reads,
 }
 
 /// What one round of one target produced.
 struct Measured {
     outcome: Outcome,
     writes: Option<Writes>,
+    reads: Option<Reads>,
 }
 
 /// Runs `spec` against its targets, interleaved per round, and fills in the ratios.
@@ -294,26 +303,32 @@ pub fn run_group(stack: &Stack, spec: &GroupSpec) -> Result<Group> {
             .iter()
             .filter_map(|m| m.outcome.stats.as_ref().map(|s| s.tps))
             .collect();
-        let (outcome, writes) = match median(measured) {
-            Some(m) => (m.outcome, m.writes),
-            None => (not_run(None), None),
+        let (outcome, writes, reads) = match median(measured) {
+            Some(m) => (m.outcome, m.writes, m.reads),
+            None => (not_run(None), None, None),
         };
         runs.push(RunRecord {
             target,
             skipped: skipped(target).cloned(),
             outcome,
             writes,
+            reads,
             ratio_vs_direct: None,
             ratio_vs_pgbouncer: None,
+            ratio_vs_primary_only: None,
             round_tps,
         });
     }
     let base = |t: Target| runs.iter().find(|r| r.target == t).and_then(RunRecord::tps);
     let (direct, bouncer) = (base(Target::Direct), base(Target::Pgbouncer));
+    let primary_only = base(Target::Pgcoalesce);
     for r in &mut runs {
         let tps = r.tps();
         r.ratio_vs_direct = tps.zip(direct).map(|(a, b)| a / b);
         r.ratio_vs_pgbouncer = tps.zip(bouncer).map(|(a, b)| a / b);
+        if r.target.has_replica() {
+            r.ratio_vs_primary_only = tps.zip(primary_only).map(|(a, b)| a / b);
+        }
     }
     Ok(Group {
         label: spec.label.clone(),
@@ -356,13 +371,17 @@ fn not_run(error: Option<String>) -> Outcome {
 
 /// One pgbench run of `target` in a group's round.
 fn run_one(stack: &Stack, spec: &GroupSpec, target: Target, round: usize) -> Result<Measured> {
-    if spec.writes && matches!(target, Target::Pgcoalesce | Target::PgcoalesceImmediate) {
+    let failed = |error: String| Measured {
+        outcome: not_run(Some(error)),
+        writes: None,
+        reads: None,
+    };
+    if spec.measure == Measure::Writes
+        && matches!(target, Target::Pgcoalesce | Target::PgcoalesceImmediate)
+    {
         if let Err(e) = stack.restart_pgcoalesce() {
             eprintln!("FAILED: restarting pgcoalesce: {e:#}");
-            return Ok(Measured {
-                outcome: not_run(Some(format!("restarting pgcoalesce: {e:#}"))),
-                writes: None,
-            });
+            return Ok(failed(format!("restarting pgcoalesce: {e:#}")));
         }
     }
     let coalesce = |db: &'static str| {
@@ -378,6 +397,17 @@ fn run_one(stack: &Stack, spec: &GroupSpec, target: Target, round: usize) -> Res
             .and_then(|p| p.check_alive().map(|()| (p.port, Some(p.pid()), DB))),
         Target::Pgcoalesce => coalesce(DB),
         Target::PgcoalesceImmediate => coalesce(DB_IMMEDIATE),
+        Target::PgcoalesceReplica | Target::PgcoalesceReplicaRywOff => {
+            match stack
+                .read_split
+                .borrow()
+                .as_ref()
+                .and_then(|rs| rs.proxy(target))
+            {
+                Some(p) => p.check_alive().map(|()| (p.port, Some(p.pid()), DB)),
+                None => Err(format!("{} is not running", target.title(false))),
+            }
+        }
     };
     eprint!(
         "bench:   {:<22} {:<20} round {}/{} ",
@@ -390,14 +420,19 @@ fn run_one(stack: &Stack, spec: &GroupSpec, target: Target, round: usize) -> Res
         Ok(e) => e,
         Err(error) => {
             eprintln!("FAILED: {}", error.lines().next().unwrap_or(""));
-            return Ok(Measured {
-                outcome: not_run(Some(error)),
-                writes: None,
-            });
+            return Ok(failed(error));
         }
     };
-    if spec.writes {
-        writes::before_run(&stack.pg)?;
+    if let Some(sql) = &spec.before_run_sql {
+        stack
+            .pg
+            .psql(DB, sql)
+            .with_context(|| format!("preparing a run: {sql}"))?;
+    }
+    match spec.measure {
+        Measure::Nothing => {}
+        Measure::Writes => writes::before_run(&stack.pg)?,
+        Measure::Reads => reads::before_run(stack)?,
     }
     let outcome = pgbench::run(&Invocation {
         watch_pid,
@@ -409,24 +444,35 @@ fn run_one(stack: &Stack, spec: &GroupSpec, target: Target, round: usize) -> Res
             Profile::timeout(spec.duration_s),
         )
     })?;
-    let writes = if spec.writes {
-        Some(writes::after_run(&stack.pg, &outcome, watch_pid)?)
-    } else {
-        None
+    let writes = match spec.measure {
+        Measure::Writes => Some(writes::after_run(&stack.pg, &outcome, watch_pid)?),
+        _ => None,
+    };
+    let reads = match spec.measure {
+        Measure::Reads => Some(reads::after_run(stack, &outcome)?),
+        _ => None,
     };
     match (&outcome.error, &outcome.stats) {
         (None, Some(s)) => eprintln!(
-            "{:.0} tps{}",
+            "{:.0} tps{}{}",
             s.tps,
             writes.as_ref().map_or(String::new(), |w| format!(
                 ", {} statements and {} rows reached Postgres",
                 w.upsert_statements, w.rows_written
+            )),
+            reads.as_ref().map_or(String::new(), |r| format!(
+                ", reads served: {} by the primary, {} by the replica",
+                r.reads_on_primary, r.reads_on_replica
             ))
         ),
         (Some(e), _) => eprintln!("FAILED: {}", e.lines().next().unwrap_or("")),
         (None, None) => eprintln!("no figures"),
     }
-    Ok(Measured { outcome, writes })
+    Ok(Measured {
+        outcome,
+        writes,
+        reads,
+    })
 }
 
 /// pgbench options for `-M mode -c clients -T seconds -l` (and `-n`).
@@ -469,7 +515,8 @@ fn select_only(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
             skip: Vec::new(),
             rounds: profile.rounds,
             duration_s: profile.duration_s,
-            writes: false,
+            measure: Measure::Nothing,
+            before_run_sql: None,
         };
         groups.push(run_group(stack, &spec)?);
     }

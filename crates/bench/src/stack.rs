@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
+use crate::scenarios::Target;
 use crate::sys::{self, ProcStat};
 
 /// The database every scenario works in.
@@ -355,12 +356,13 @@ pub fn pgcoalesce_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Starts pgcoalesce in transaction mode in front of `pg` with the
-/// benchmark's config file (see [`pgcoalesce_config`]), logging to `log`
-/// (appending when `append`).
+/// Starts pgcoalesce in transaction mode in front of `pg` (and `replica`,
+/// if any) with the benchmark's config file (see [`pgcoalesce_config`]),
+/// logging to `log` (appending when `append`).
 pub fn start_pgcoalesce(
     bin: &Path,
     pg: &pgtest::Cluster,
+    replica: Option<(&pgtest::Cluster, ReadYourWrites)>,
     log: &Path,
     append: bool,
 ) -> Result<ProxyProcess> {
@@ -370,7 +372,7 @@ pub fn start_pgcoalesce(
         .context("creating pgcoalesce's config directory")?;
     let port = sys::free_port()?;
     let config_path = dir.path().join("pgcoalesce.yaml");
-    fs::write(&config_path, pgcoalesce_config(pg, port))
+    fs::write(&config_path, pgcoalesce_config(pg, replica, port))
         .with_context(|| format!("writing {}", config_path.display()))?;
     let args = vec![
         "--config".to_owned(),
@@ -403,7 +405,13 @@ pub fn start_pgcoalesce(
 /// [`DB`] and `hot_immediate` (ack immediate) on [`DB_IMMEDIATE`], with the
 /// reference rule's arguments, key, writes and flush statement and default
 /// tuning. Statements that are not such calls pass through both alike.
-pub fn pgcoalesce_config(pg: &pgtest::Cluster, listen_port: u16) -> String {
+/// With `replica`, [`DB`] lists it under `replicas:` (reached over its Unix
+/// socket too) and a `read_split:` section ([`READ_SPLIT`]) is added.
+pub fn pgcoalesce_config(
+    pg: &pgtest::Cluster,
+    replica: Option<(&pgtest::Cluster, ReadYourWrites)>,
+    listen_port: u16,
+) -> String {
     let host = yaml_str(&pg.socket_dir().display().to_string());
     let port = pg.port();
     let mut lines = vec![
@@ -423,6 +431,23 @@ pub fn pgcoalesce_config(pg: &pgtest::Cluster, listen_port: u16) -> String {
             format!("    port: {port}"),
             format!("    dbname: {DB}"),
         ]);
+        if let (DB, Some((r, _))) = (name, replica) {
+            lines.extend([
+                "    replicas:".into(),
+                format!(
+                    "      - host: {}",
+                    yaml_str(&r.socket_dir().display().to_string())
+                ),
+                format!("        port: {}", r.port()),
+            ]);
+        }
+    }
+    if let Some((_, ryw)) = replica {
+        lines.push("read_split:".into());
+        lines.extend(READ_SPLIT.iter().map(|(k, v)| format!("  {k}: {v}")));
+        if ryw == ReadYourWrites::Off {
+            lines.push("  read_your_writes_window: 0".into());
+        }
     }
     lines.push("coalesce:".into());
     for (rule, db, ack) in [
@@ -444,6 +469,26 @@ pub fn pgcoalesce_config(pg: &pgtest::Cluster, listen_port: u16) -> String {
     lines.join("\n") + "\n"
 }
 
+/// The `read_split:` section of a pgcoalesce with a replica: the defaults,
+/// spelled out (plus `read_your_writes_window: 0` for
+/// [`ReadYourWrites::Off`]).
+pub const READ_SPLIT: &[(&str, &str)] = &[
+    ("health_check_interval", "1s"),
+    ("max_lag_bytes", "16777216"),
+    ("max_lag", "5s"),
+    ("balancing", "round_robin"),
+];
+
+/// How a pgcoalesce with a replica treats the reads of a client that wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadYourWrites {
+    /// The default: they stay on the primary until the replica has
+    /// replayed the client's last write.
+    UntilReplayed,
+    /// `read_your_writes_window: 0`: any read may go to the replica.
+    Off,
+}
+
 /// The rules' bulk statement (migrations/002_batch_upsert.sql).
 const FLUSH_STATEMENT: &str = "SELECT entity.update_metadata_batch($1::text[], $2::text[], \
                                $3::text[]::jsonb[], $4::text[])";
@@ -453,9 +498,32 @@ fn yaml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// pgcoalesce processes in front of the benchmark cluster and one
+/// streaming replica of it. Field order is drop order: the proxies stop
+/// before the replica.
+pub struct ReadSplitStack {
+    /// pgcoalesce processes with the replica in their config, by the
+    /// target they serve.
+    pub proxies: Vec<(Target, ProxyProcess)>,
+    /// The replica (its files are removed on drop).
+    pub replica: pgtest::Cluster,
+}
+
+impl ReadSplitStack {
+    /// The process serving `target`.
+    pub fn proxy(&self, target: Target) -> Option<&ProxyProcess> {
+        self.proxies
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|(_, p)| p)
+    }
+}
+
 /// Everything scenarios run against. Field order is drop order: the proxies
 /// stop before the cluster does.
 pub struct Stack {
+    /// pgcoalesce with a replica, while a scenario that needs it runs.
+    pub read_split: RefCell<Option<ReadSplitStack>>,
     /// pgcoalesce (replaced by [`Stack::restart_pgcoalesce`]).
     pub pgcoalesce: RefCell<ProxyProcess>,
     /// PgBouncer, or why it is unavailable (its runs are then recorded as failed).
@@ -476,7 +544,7 @@ impl Stack {
             eprintln!("bench: pgcoalesce (pid {}) {note}", current.pid());
         }
         let log = current.log.clone();
-        *current = start_pgcoalesce(&self.pgcoalesce_bin, &self.pg, &log, true)?;
+        *current = start_pgcoalesce(&self.pgcoalesce_bin, &self.pg, None, &log, true)?;
         Ok(())
     }
 }
