@@ -1,6 +1,7 @@
 //! Read routing of one database: its replica set, the function volatility
 //! the read classification needs (loaded from `pg_proc` on the primary and
-//! refreshed), and a cache of routes by statement text.
+//! refreshed), and a cache of routes by statement text (by shape, for
+//! texts with literals).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,19 @@ impl Router {
         let Ok(text) = std::str::from_utf8(sql) else {
             return Route::Primary;
         };
+        // Literals never decide where a statement may run: statements that
+        // differ only in them share one entry, under their shape (a
+        // Parse's text with the same `$n` would route alike anyway).
+        let shaped = crate::classify::literals::parameterize(text)
+            .filter(|(_, values)| !values.is_empty())
+            .map(|(shape, _)| shape);
+        let (key, text) = match &shaped {
+            Some(shape) => match self.cache.get(shape.as_bytes()) {
+                Some(r) => return *r,
+                None => (shape.as_bytes(), shape.as_str()),
+            },
+            None => (sql, text),
+        };
         let vol = self
             .volatility
             .read()
@@ -64,7 +78,7 @@ impl Router {
         if self.cache.len() >= ROUTE_CACHE {
             self.cache.clear();
         }
-        self.cache.insert(Bytes::copy_from_slice(sql), r);
+        self.cache.insert(Bytes::copy_from_slice(key), r);
         r
     }
 
