@@ -91,7 +91,10 @@ pub fn nice_step(raw: f64) -> f64 {
 /// settings). Reports drawn as lines ([`ScenarioReport::line_chart`]) are
 /// left out (see `linechart.rs`).
 pub fn render(reports: &[ScenarioReport], subtitle: &[String]) -> String {
-    let reports: Vec<&ScenarioReport> = reports.iter().filter(|r| !r.line_chart).collect();
+    let reports: Vec<&ScenarioReport> = reports
+        .iter()
+        .filter(|r| !r.line_chart && !r.groups.is_empty())
+        .collect();
     // The legend shows the targets that appear (the pooling ones if none).
     let mut targets: Vec<Target> = Target::EVERY
         .into_iter()

@@ -142,6 +142,7 @@ fn report(
         group_axis: group_axis.into(),
         coalescing: true,
         line_chart,
+        flusher: None,
         groups,
     })
 }

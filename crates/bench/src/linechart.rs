@@ -245,6 +245,7 @@ mod tests {
             group_axis: String::new(),
             coalescing: true,
             line_chart: true,
+            flusher: None,
             groups: Vec::new(),
         };
         let svg = render(&r, &[]);

@@ -10,6 +10,7 @@
 
 mod chart;
 mod coalescing;
+mod flusher;
 mod linechart;
 mod pgbench;
 mod readmix;

@@ -242,6 +242,7 @@ pub fn readmix(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
         group_axis: "pgbench query mode (-M) and client connections (-c)".into(),
         coalescing: false,
         line_chart: false,
+        flusher: None,
         groups,
     })
 }

@@ -176,6 +176,9 @@ impl Columns {
 
 /// The stdout table of one scenario.
 pub fn table(report: &ScenarioReport) -> String {
+    if let Some(f) = &report.flusher {
+        return crate::flusher::table(f);
+    }
     let columns = Columns::of(report);
     let headers = columns.headers();
     // (group index, cells)

@@ -193,6 +193,9 @@ pub struct ScenarioReport {
     pub line_chart: bool,
     /// Variants.
     pub groups: Vec<Group>,
+    /// The flusher scenario's figures (it has no groups).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flusher: Option<crate::flusher::FlusherFigures>,
 }
 
 /// A scenario: a named workload.
@@ -227,6 +230,11 @@ pub fn all() -> Vec<Scenario> {
             name: "scaling",
             summary: "hot-key upserts (simple) at 1, 16, 64, 256 and 1,024 clients",
             run: coalescing::scaling,
+        },
+        Scenario {
+            name: "flusher",
+            summary: "the flusher draining a backlog vs bulk statements straight to Postgres; memory per pending entry",
+            run: crate::flusher::scenario,
         },
         Scenario {
             name: "tx",
@@ -531,6 +539,7 @@ fn select_only(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
         group_axis: "pgbench query mode (-M)".into(),
         coalescing: false,
         line_chart: false,
+        flusher: None,
         groups,
     })
 }

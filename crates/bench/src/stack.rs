@@ -366,13 +366,31 @@ pub fn start_pgcoalesce(
     log: &Path,
     append: bool,
 ) -> Result<ProxyProcess> {
+    let port = sys::free_port()?;
+    start_pgcoalesce_with(
+        bin,
+        &pgcoalesce_config(pg, replica, port),
+        port,
+        log,
+        append,
+    )
+}
+
+/// Starts pgcoalesce with the config text `config` (which must listen on
+/// 127.0.0.1:`port`), logging to `log` (appending when `append`).
+pub fn start_pgcoalesce_with(
+    bin: &Path,
+    config: &str,
+    port: u16,
+    log: &Path,
+    append: bool,
+) -> Result<ProxyProcess> {
     let dir = tempfile::Builder::new()
         .prefix("bench-pgcoalesce-")
         .tempdir()
         .context("creating pgcoalesce's config directory")?;
-    let port = sys::free_port()?;
     let config_path = dir.path().join("pgcoalesce.yaml");
-    fs::write(&config_path, pgcoalesce_config(pg, replica, port))
+    fs::write(&config_path, config)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let args = vec![
         "--config".to_owned(),
@@ -489,9 +507,10 @@ pub enum ReadYourWrites {
     Off,
 }
 
-/// The rules' bulk statement (migrations/002_batch_upsert.sql).
-const FLUSH_STATEMENT: &str = "SELECT entity.update_metadata_batch($1::text[], $2::text[], \
-                               $3::text[]::jsonb[], $4::text[])";
+/// The rules' bulk statement, as in the reference config: the batch upsert
+/// of migrations/002 with the arrival stamps of 003 (`$5`).
+pub const FLUSH_STATEMENT: &str = "SELECT entity.update_metadata_batch($1::text[], $2::text[], \
+                               $3::text[]::jsonb[], $4::text[], $5::text[]::bigint[])";
 
 /// A YAML double-quoted scalar.
 fn yaml_str(s: &str) -> String {

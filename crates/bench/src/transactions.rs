@@ -129,6 +129,7 @@ pub fn tx(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
         group_axis: "pgbench query mode (-M) and client connections (-c)".into(),
         coalescing: false,
         line_chart: false,
+        flusher: None,
         groups,
     })
 }
