@@ -303,16 +303,24 @@ fn ack_mode_spellings() {
 fn reference_rules_ship_in_the_config_file() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pgcoalesce.yaml");
     let config = load(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    // The reference rules carry the cross-proxy last-write-wins guard.
     let function = CoalesceRule {
         name: "entity_metadata_function".into(),
         database: Some("pgcoalesce".into()),
+        flush: Some(
+            "SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], \
+             $4::text[], $5::text[]::bigint[])"
+                .into(),
+        ),
         ..function_rule()
     };
     let table = CoalesceRule {
         name: "entity_metadata_upsert".into(),
         database: Some("pgcoalesce".into()),
+        version_column: Some("metadata__written_at_us".into()),
         ..table_rule()
     };
+    assert!(function.takes_stamps() && table.takes_stamps());
     assert_eq!(config.coalesce, vec![function, table]);
     assert_eq!(config.rules_for("pgcoalesce").len(), 2);
 }
