@@ -1,6 +1,7 @@
 //! What the relay needs to answer a recognized upsert itself: the row its
-//! literals or Bind parameters carry, and the replies Postgres would have
-//! sent for the statement, byte for byte.
+//! Bind parameters carry (a simple Query's comes from
+//! `Coalescer::query_row`), and the replies Postgres would have sent for
+//! the statement, byte for byte.
 
 use wire::build;
 use wire::inspect;
@@ -11,18 +12,6 @@ use crate::coalesce::values::param_text;
 
 /// Type OID of `void`, what the coalesced functions return.
 const VOID_OID: u32 = 2278;
-
-/// The row of a simple-protocol statement: only literals (a `$n` there
-/// would be an error from Postgres, so it is not taken).
-pub fn row_from_literals(t: &Template) -> Option<Vec<Option<String>>> {
-    t.values
-        .iter()
-        .map(|v| match v {
-            ValueSource::Literal { text, .. } => Some(text.clone()),
-            ValueSource::Param { .. } => None,
-        })
-        .collect()
-}
 
 /// The row of a Bind (its parameter section, `rest`) and the format of the
 /// result column, or `None` when some value cannot be taken (unsupported

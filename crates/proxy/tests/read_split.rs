@@ -55,6 +55,7 @@ struct Options {
     setup_sql: &'static str,
     read_split: ReadSplit,
     pool_size: usize,
+    coalesce: Vec<config::CoalesceRule>,
 }
 
 impl Default for Options {
@@ -69,6 +70,7 @@ impl Default for Options {
                 ..ReadSplit::default()
             },
             pool_size: 4,
+            coalesce: Vec::new(),
         }
     }
 }
@@ -90,6 +92,7 @@ impl SplitEnv {
             setup_sql,
             read_split,
             pool_size,
+            coalesce,
         } = opts;
         let (primary, replica) = blocking(move || {
             let mut options = ClusterOptions::with_auth(HbaAuth::ScramSha256);
@@ -131,6 +134,7 @@ impl SplitEnv {
         let mut config = proxy_config(&primary, &setup);
         config.databases[0].replicas = vec![config::Replica::new(replica.host(), replica.port())];
         config.read_split = read_split;
+        config.coalesce = coalesce;
         config.validate().expect("valid read split config");
         let proxy = Proxy::start(config).await.expect("start proxy");
         let env = SplitEnv {
@@ -1079,6 +1083,72 @@ async fn a_read_the_replica_fails_before_answering_runs_on_the_primary() {
                 assert_eq!(e.code().map(|c| c.code()), Some(code), "{e}");
             }
         }
+    }
+    env.finish().await;
+}
+
+/// Reads of a coalesced table may use the replica, but only one that has
+/// replayed the flushes of every write acknowledged before the read: each
+/// read sees the last acknowledged value (immediate mode, so the writes are
+/// pending until the read's barrier flushes them), and once writing stops
+/// the reads move to the replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_coalesced_tables_see_acknowledged_writes_and_use_the_replica() {
+    let rule = config::CoalesceRule {
+        name: "metadata_fn".into(),
+        function: Some("entity.update_metadata_optimized".into()),
+        arguments: ["p_entity_name", "p_key", "p_value", "p_sync_group"]
+            .map(String::from)
+            .to_vec(),
+        defaults: [("p_sync_group".to_owned(), Some("public.NORMAL".to_owned()))].into(),
+        key: vec!["p_entity_name".into(), "p_key".into()],
+        writes: vec!["entity.entity_metadata".into()],
+        flush: Some(
+            "SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], \
+             $4::text[], $5::text[]::bigint[])"
+                .into(),
+        ),
+        ack: config::AckMode::Immediate,
+        flush_interval: Duration::from_secs(10),
+        ..config::CoalesceRule::default()
+    };
+    let env = SplitEnv::start(Options {
+        migrations: true,
+        setup_sql: "INSERT INTO entity.entities (general__entity_name) VALUES ('e1');",
+        coalesce: vec![rule],
+        ..Options::default()
+    })
+    .await;
+    let writer = env.client().await;
+    let reader = env.client().await;
+    let read = "SELECT served_by(), (metadata__value ->> 'v')::int FROM entity.entity_metadata \
+                WHERE general__entity_name = 'e1' AND metadata__key = 'k'";
+    for i in 0..50 {
+        writer
+            .execute(
+                "SELECT entity.update_metadata_optimized($1, $2, $3::jsonb)",
+                &[&"e1", &"k", &serde_json::json!({ "v": i })],
+            )
+            .await
+            .expect("coalesced write");
+        let row = reader.query_one(read, &[]).await.expect("read");
+        let seen: i32 = row.get(1);
+        assert_eq!(seen, i, "a read after an acknowledged write sees it");
+    }
+    // Writing stopped: once the replica has replayed the last flush, the
+    // same reads go there and still see the last value.
+    let started = Instant::now();
+    loop {
+        let row = reader.query_one(read, &[]).await.expect("read");
+        assert_eq!(row.get::<_, i32>(1), 49);
+        if server_named(row.get(0)) == Replica {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "reads of the coalesced table never moved to the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     env.finish().await;
 }

@@ -113,6 +113,9 @@ pub async fn flush_once(group: &Group, stats: &Stats) -> bool {
     let watermark = {
         let mut pending = group.lock();
         pending.batch_done();
+        if reachable {
+            pending.landed_at = Some(Instant::now());
+        }
         pending.watermark()
     };
     group.progress.send_replace(watermark);

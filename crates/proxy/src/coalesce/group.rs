@@ -56,6 +56,10 @@ pub struct Pending {
     in_flight_min_seq: Option<u64>,
     /// Writes merged into an existing key (never reached Postgres alone).
     pub merged: u64,
+    /// When the last flush that wrote rows committed: a replica that has
+    /// replayed past it has every write of this group acknowledged so far
+    /// (once nothing is pending).
+    pub landed_at: Option<std::time::Instant>,
 }
 
 impl Pending {

@@ -96,14 +96,35 @@ struct DbRules {
     shapes: Vec<RuleShape>,
     /// Lower-cased names; a statement mentioning none is irrelevant.
     needles: Vec<String>,
-    /// Simple-protocol upserts by shape (see [`classify::literals`]):
-    /// the template, or `None` for a shape that is not one.
-    by_shape: DashMap<String, Option<Arc<Template>>>,
+    /// Verdicts by shape (see [`classify::literals`]).
+    by_shape: DashMap<String, Verdict>,
 }
 
 impl DbRules {
-    fn writes_version(&self, t: &Template) -> bool {
-        self.rules.get(t.rule).is_some_and(|r| r.writes_version(t))
+    /// A recognized upsert: coalesced, unless it writes the rule's version
+    /// column itself (then it only touches the rule's tables).
+    fn upsert(&self, t: Template) -> Verdict {
+        if self.rules.get(t.rule).is_some_and(|r| r.writes_version(&t)) {
+            Verdict::Touches(Some(vec![t.rule]))
+        } else {
+            Verdict::Upsert(Arc::new(t))
+        }
+    }
+
+    /// A statement mentioning `names`: the rules whose objects it touches.
+    fn touched(&self, names: &[String]) -> Verdict {
+        let hit: Vec<usize> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.barrier_names.iter().any(|n| names.contains(n)))
+            .map(|(i, _)| i)
+            .collect();
+        if hit.is_empty() {
+            Verdict::Irrelevant
+        } else {
+            Verdict::Touches(Some(hit))
+        }
     }
 }
 
@@ -250,64 +271,67 @@ impl Coalescer {
         !self.rules(db).rules.is_empty()
     }
 
-    /// What a simple-protocol statement is with respect to `db`'s rules,
-    /// and for an upsert the row its literals carry (`None` when they
-    /// cannot be taken). Upserts are recognized once per shape, so calls
-    /// differing only in their values are not parsed again.
-    pub fn inspect_query(&self, db: &str, sql: &[u8]) -> (Verdict, Option<Vec<Option<String>>>) {
+    /// What `sql` (a simple Query's or a Parse's text) is with respect to
+    /// `db`'s rules. Cached by shape (see [`classify::literals`]) when the
+    /// text has literals, so statements differing only in their values are
+    /// parsed once; otherwise by text.
+    pub fn inspect(&self, db: &str, sql: &[u8]) -> Verdict {
         let rules = self.rules(db);
         if rules.rules.is_empty() || !mentions_any(sql, &rules.needles) {
-            return (Verdict::Irrelevant, None);
+            return Verdict::Irrelevant;
         }
         let shaped = std::str::from_utf8(sql)
             .ok()
             .and_then(classify::literals::parameterize)
             .filter(|(_, values)| !values.is_empty());
         if let Some((shape, values)) = shaped {
-            let template = match rules.by_shape.get(&shape) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = match classify::classify(&shape, &rules.shapes) {
-                        Classified::Upsert(t)
-                            if t.params == values.len() && !rules.writes_version(&t) =>
-                        {
-                            Some(Arc::new(t))
-                        }
-                        _ => None,
-                    };
-                    if rules.by_shape.len() >= SHAPE_CACHE {
-                        rules.by_shape.clear();
-                    }
-                    rules.by_shape.insert(shape, t.clone());
-                    t
-                }
-            };
-            if let Some(t) = template {
-                let row = t
-                    .values
-                    .iter()
-                    .map(|v| match v {
-                        ValueSource::Param { index, .. } => values.get(*index).cloned(),
-                        ValueSource::Literal { text, .. } => text.clone(),
-                    })
-                    .collect();
-                return (Verdict::Upsert(t), Some(row));
+            if let Some(v) = rules.by_shape.get(&shape) {
+                return v.clone();
             }
+            let verdict = match classify::classify(&shape, &rules.shapes) {
+                // Every literal must be one of the row's values.
+                Classified::Upsert(t) if t.params == values.len() => rules.upsert(t),
+                Classified::Upsert(t) => Verdict::Touches(Some(vec![t.rule])),
+                Classified::Mentions(names) => rules.touched(&names),
+                // `$n` where a literal stood may not parse (`INTERVAL $1`):
+                // judge the text itself.
+                Classified::Unparsed => return self.inspect_text(db, rules, sql),
+            };
+            if rules.by_shape.len() >= SHAPE_CACHE {
+                rules.by_shape.clear();
+            }
+            rules.by_shape.insert(shape, verdict.clone());
+            return verdict;
         }
-        let verdict = self.inspect(db, sql);
-        let row = match &verdict {
-            Verdict::Upsert(t) => crate::upsert::row_from_literals(t),
-            _ => None,
-        };
-        (verdict, row)
+        self.inspect_text(db, rules, sql)
     }
 
-    /// What `sql` is with respect to `db`'s rules (cached per text).
-    pub fn inspect(&self, db: &str, sql: &[u8]) -> Verdict {
-        let rules = self.rules(db);
-        if rules.rules.is_empty() || !mentions_any(sql, &rules.needles) {
-            return Verdict::Irrelevant;
-        }
+    /// The row a simple Query's recognized upsert `t` (from [`inspect`] of
+    /// the same text) writes, or `None` when its values cannot be taken.
+    pub fn query_row(t: &Template, sql: &[u8]) -> Option<Vec<Option<String>>> {
+        let needs_values = t
+            .values
+            .iter()
+            .any(|v| matches!(v, ValueSource::Param { .. }));
+        let values = if needs_values {
+            std::str::from_utf8(sql)
+                .ok()
+                .and_then(classify::literals::parameterize)?
+                .1
+        } else {
+            Vec::new()
+        };
+        t.values
+            .iter()
+            .map(|v| match v {
+                ValueSource::Param { index, .. } => values.get(*index).cloned().map(Some),
+                ValueSource::Literal { text, .. } => Some(text.clone()),
+            })
+            .collect()
+    }
+
+    /// [`inspect`] by the exact text.
+    fn inspect_text(&self, db: &str, rules: &DbRules, sql: &[u8]) -> Verdict {
         let key = (db.to_owned(), Bytes::copy_from_slice(sql));
         if let Some(v) = self.verdicts.get(&key) {
             return v.clone();
@@ -315,25 +339,9 @@ impl Coalescer {
         let verdict = match std::str::from_utf8(sql) {
             Err(_) => Verdict::Touches(None),
             Ok(text) => match classify::classify(text, &rules.shapes) {
-                Classified::Upsert(t) if rules.writes_version(&t) => {
-                    Verdict::Touches(Some(vec![t.rule]))
-                }
-                Classified::Upsert(t) => Verdict::Upsert(Arc::new(t)),
+                Classified::Upsert(t) => rules.upsert(t),
                 Classified::Unparsed => Verdict::Touches(None),
-                Classified::Mentions(names) => {
-                    let hit: Vec<usize> = rules
-                        .rules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| r.barrier_names.iter().any(|n| names.contains(n)))
-                        .map(|(i, _)| i)
-                        .collect();
-                    if hit.is_empty() {
-                        Verdict::Irrelevant
-                    } else {
-                        Verdict::Touches(Some(hit))
-                    }
-                }
+                Classified::Mentions(names) => rules.touched(&names),
             },
         };
         if self.verdicts.len() >= VERDICT_CACHE {
@@ -483,12 +491,14 @@ impl Coalescer {
     /// Waits until every write to the rules `touched` (all of `db`'s rules
     /// when `None`) that was pending when it was called has landed: the
     /// sequence watermark, so a stream of newer writes never starves it.
+    /// Returns when the last flush of those rules committed: a read may go
+    /// to a replica that has replayed past it.
     pub async fn barrier(
         &self,
         db: &str,
         touched: Option<&[usize]>,
         limit: Duration,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Option<std::time::Instant>, ClientError> {
         let groups: Vec<Arc<Group>> = self
             .groups
             .iter()
@@ -496,6 +506,7 @@ impl Coalescer {
             .map(|g| g.clone())
             .collect();
         let deadline = tokio::time::Instant::now() + limit;
+        let mut landed = None;
         for g in groups {
             let target = g.lock().last_seq();
             let mut progress = g.progress.subscribe();
@@ -511,8 +522,9 @@ impl Coalescer {
                     ));
                 }
             }
+            landed = landed.max(g.lock().landed_at);
         }
-        Ok(())
+        Ok(landed)
     }
 
     /// Pending distinct keys over all groups.

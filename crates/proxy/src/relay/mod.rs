@@ -103,6 +103,9 @@ pub struct Relay {
     replay: Option<Replay>,
     /// Reads may not take a replica (while one that failed is replayed).
     primary_only: bool,
+    /// Coalesced writes this exchange's statements waited for landed at
+    /// this moment: a replica must have replayed past it to serve them.
+    must_see: Option<Instant>,
     /// A client message that needs the primary, pipelined behind reads
     /// still running on a replica: handled once the replica has answered.
     waiting: Option<Frame>,
@@ -139,6 +142,7 @@ impl Relay {
             replica: None,
             replay: None,
             primary_only: false,
+            must_see: None,
             waiting: None,
         };
         relay.set_cancel_target();
@@ -334,9 +338,10 @@ impl Relay {
 
     async fn on_query(&mut self, frame: Frame) -> Result<(), ClientError> {
         let sql = inspect::password(frame.body()).ok_or_else(|| malformed("Query"))?;
-        let (verdict, row) = match &self.who.coalescer {
-            Some(c) => c.inspect_query(&self.who.database, sql),
-            None => (Verdict::Irrelevant, None),
+        let verdict = self.verdict(sql);
+        let row = match &verdict {
+            Verdict::Upsert(t) => Coalescer::query_row(t, sql),
+            _ => None,
         };
         if let (Verdict::Upsert(t), Some(row)) = (&verdict, row) {
             if self.can_intercept() {
@@ -623,17 +628,21 @@ impl Relay {
 
     /// Before a statement that touches coalesced tables or functions goes to
     /// the server, the writes pending for them land.
-    async fn barrier(&self, verdict: &Verdict) -> Result<(), ClientError> {
+    async fn barrier(&mut self, verdict: &Verdict) -> Result<(), ClientError> {
         let (Some(c), Verdict::Touches(rules)) = (&self.who.coalescer, verdict) else {
             return Ok(());
         };
-        c.barrier(&self.who.database, rules.as_deref(), self.who.barrier_limit)
+        let landed = c
+            .barrier(&self.who.database, rules.as_deref(), self.who.barrier_limit)
             .await
             .map_err(|mut e| {
                 // The exchange cannot be resumed half-way: end the session.
                 e.severity = build::Severity::Fatal;
                 e
-            })
+            })?;
+        // A replica serving this statement must have those writes too.
+        self.must_see = self.must_see.max(landed);
+        Ok(())
     }
 
     /// Makes sure a server connection is attached, after every coalesced
@@ -733,10 +742,12 @@ impl Relay {
             return Route::Primary;
         };
         if self.pool.mode() != PoolMode::Transaction
-            || !matches!(self.verdict(sql), Verdict::Irrelevant)
+            || matches!(self.verdict(sql), Verdict::Upsert(_))
         {
             return Route::Primary;
         }
+        // Reads of coalesced tables may go to a replica too: the barrier
+        // before them tells how far it must have replayed.
         router.route(sql)
     }
 
@@ -749,7 +760,7 @@ impl Relay {
             return None;
         }
         let router = self.who.router.clone()?;
-        let choice = router.replicas.choose(self.last_write)?;
+        let choice = router.replicas.choose(self.last_write.max(self.must_see))?;
         let pool = self.who.replica_pools.get(choice.index)?.clone();
         match pool.acquire().await {
             Ok(lease) => Some((lease, choice)),
@@ -853,6 +864,7 @@ impl Relay {
         }
         self.replica = None;
         self.replay = None;
+        self.must_see = None;
         self.link = Link::Detached;
     }
 
