@@ -735,8 +735,10 @@ impl Relay {
     }
 
     /// Where a statement may run for this client, all things considered:
-    /// its text, coalesced tables it touches (always the primary), and
-    /// transaction mode (session mode always uses the primary).
+    /// its text (a coalescable upsert it could not hand over always runs on
+    /// the primary) and transaction mode (session mode always uses the
+    /// primary). How far a replica must have replayed is the caller's
+    /// business (`last_write`, `must_see`).
     fn route(&self, sql: &[u8]) -> Route {
         let Some(router) = &self.who.router else {
             return Route::Primary;
