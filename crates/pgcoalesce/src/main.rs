@@ -67,8 +67,16 @@ fn main() -> Result<()> {
         || Config::default().worker_threads(),
         |c| c.worker_threads(),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // One worker: a current-thread runtime (no work stealing, cheaper
+    // parking); more: a multi-thread one.
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;
