@@ -4,9 +4,11 @@
 -- entity.update_metadata_optimized (001). pgcoalesce flushes coalesced
 -- metadata writes through it, one call per flush:
 --
---   SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], $4::text[])
+--   SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[],
+--                                       $4::text[], $5::text[]::bigint[])
 --
--- Element i of the four arrays is one write (entity, key, value, sync group).
+-- Element i of the arrays is one write (entity, key, value, sync group,
+-- arrival stamp).
 -- The call has the effect of calling update_metadata_optimized once per
 -- element, in array order, with three differences: it is one INSERT, so the
 -- statement-level triggers on entity_metadata fire once per call instead of
@@ -15,9 +17,23 @@
 -- single function), or one failing row (foreign key, NOT NULL, ...), fails the
 -- whole call. The proxy isolates the bad row by retrying row by row.
 --
--- Re-runnable: CREATE OR REPLACE only.
+-- Last-write-wins across several proxies writing the same rows: each proxy
+-- stamps a write with its arrival time (microseconds since the Unix epoch,
+-- strictly increasing within the proxy), kept in
+-- entity_metadata.metadata__written_at_us; a stamped write only replaces a
+-- stored row stamped no later, so a proxy that flushes an older value after
+-- another proxy flushed a newer one leaves the newer one. The four-array
+-- form writes unstamped (NULL stamps): it replaces a different value and
+-- leaves the stored stamp. Writes that bypass the proxies
+-- (update_metadata_optimized) do not stamp: the guard orders proxies among
+-- themselves.
+--
+-- Re-runnable.
 
 BEGIN;
+
+ALTER TABLE entity.entity_metadata
+    ADD COLUMN IF NOT EXISTS metadata__written_at_us bigint;
 
 -- Writes many metadata values at once; see the header. Runs as the owner
 -- (bypassing RLS), so it checks the caller's sync-group rights itself, row
@@ -30,7 +46,8 @@ CREATE OR REPLACE FUNCTION entity.update_metadata_batch(
     p_entity_names text[],
     p_keys         text[],
     p_values       jsonb[],
-    p_sync_groups  text[]
+    p_sync_groups  text[],
+    p_written_at_us bigint[]
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -46,14 +63,19 @@ BEGIN
         RAISE EXCEPTION 'entity.update_metadata_batch: arrays must not be null'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF p_written_at_us IS NULL THEN
+        p_written_at_us := array_fill(NULL::bigint, ARRAY[v_rows]);
+    END IF;
     IF cardinality(p_keys) <> v_rows OR cardinality(p_values) <> v_rows
-       OR cardinality(p_sync_groups) <> v_rows THEN
+       OR cardinality(p_sync_groups) <> v_rows
+       OR cardinality(p_written_at_us) <> v_rows THEN
         RAISE EXCEPTION 'entity.update_metadata_batch: arrays differ in length (% names, % keys, % values, % sync groups)',
             v_rows, cardinality(p_keys), cardinality(p_values), cardinality(p_sync_groups)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF array_ndims(p_entity_names) > 1 OR array_ndims(p_keys) > 1
-       OR array_ndims(p_values) > 1 OR array_ndims(p_sync_groups) > 1 THEN
+       OR array_ndims(p_values) > 1 OR array_ndims(p_sync_groups) > 1
+       OR array_ndims(p_written_at_us) > 1 THEN
         RAISE EXCEPTION 'entity.update_metadata_batch: arrays must be one-dimensional'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -94,20 +116,49 @@ BEGIN
 
     -- ON CONFLICT cannot touch a row twice in one statement: keep the last
     -- occurrence of each (entity, key).
+    -- A stamped write replaces a stored row only if that row's stamp is not
+    -- newer (last-write-wins across proxies) and keeps the newest stamp; an
+    -- unstamped write (NULL stamps) replaces a different value, as before.
     INSERT INTO entity.entity_metadata
-        (general__entity_name, metadata__key, metadata__value, group__sync)
+        (general__entity_name, metadata__key, metadata__value, group__sync,
+         metadata__written_at_us)
     SELECT DISTINCT ON (u.entity_name, u.key)
-           u.entity_name, u.key, u.value, COALESCE(u.sync_group, 'public.NORMAL')
-      FROM unnest(p_entity_names, p_keys, p_values, p_sync_groups) WITH ORDINALITY
-           AS u(entity_name, key, value, sync_group, ord)
+           u.entity_name, u.key, u.value, COALESCE(u.sync_group, 'public.NORMAL'),
+           u.written_at_us
+      FROM unnest(p_entity_names, p_keys, p_values, p_sync_groups, p_written_at_us)
+           WITH ORDINALITY AS u(entity_name, key, value, sync_group, written_at_us, ord)
      ORDER BY u.entity_name, u.key, u.ord DESC
     ON CONFLICT (general__entity_name, metadata__key) DO UPDATE
         SET metadata__value = EXCLUDED.metadata__value,
-            group__sync     = EXCLUDED.group__sync
-        WHERE entity.entity_metadata.metadata__value IS DISTINCT FROM EXCLUDED.metadata__value;
+            group__sync     = EXCLUDED.group__sync,
+            metadata__written_at_us = COALESCE(EXCLUDED.metadata__written_at_us,
+                                               entity.entity_metadata.metadata__written_at_us)
+        WHERE CASE
+                WHEN EXCLUDED.metadata__written_at_us IS NULL
+                THEN entity.entity_metadata.metadata__value IS DISTINCT FROM EXCLUDED.metadata__value
+                ELSE entity.entity_metadata.metadata__written_at_us IS NULL
+                     OR entity.entity_metadata.metadata__written_at_us <= EXCLUDED.metadata__written_at_us
+              END;
 END;
 $$;
 
-GRANT EXECUTE ON FUNCTION entity.update_metadata_batch(text[], text[], jsonb[], text[]) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION entity.update_metadata_batch(text[], text[], jsonb[], text[], bigint[])
+    TO PUBLIC;
+
+-- The four-array form: unstamped writes.
+CREATE OR REPLACE FUNCTION entity.update_metadata_batch(
+    p_entity_names text[],
+    p_keys         text[],
+    p_values       jsonb[],
+    p_sync_groups  text[]
+)
+RETURNS void
+LANGUAGE sql
+SECURITY INVOKER
+SET search_path = pg_catalog, public
+AS $$
+    SELECT entity.update_metadata_batch(p_entity_names, p_keys, p_values, p_sync_groups,
+                                        NULL::bigint[]);
+$$;
 
 COMMIT;

@@ -508,7 +508,7 @@ pub enum ReadYourWrites {
 }
 
 /// The rules' bulk statement, as in the reference config: the batch upsert
-/// of migrations/002 with the arrival stamps of 003 (`$5`).
+/// of migrations/002 with the arrival stamps (`$5`).
 pub const FLUSH_STATEMENT: &str = "SELECT entity.update_metadata_batch($1::text[], $2::text[], \
                                $3::text[]::jsonb[], $4::text[], $5::text[]::bigint[])";
 

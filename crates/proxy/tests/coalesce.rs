@@ -56,35 +56,16 @@ impl Default for Opts {
 
 fn coalescing_yaml(pg_port: u16, o: &Opts) -> String {
     let auth = if o.trust { "trust" } else { "scram-sha-256" };
-    let ack = o.ack;
-    let pool_size = o.pool_size;
-    format!(
-        r#"
-listen: 127.0.0.1:0
-pool:
-  mode: transaction
-  size: {pool_size}
-  query_wait_timeout: 30s
-users:
-  - {{name: {USER}, auth: {auth}, password: {PASSWORD}}}
-databases:
-  - {{name: {DB}, host: 127.0.0.1, port: {pg_port}}}
-coalesce:
-  - name: metadata_fn
-    function: entity.update_metadata_optimized
-    arguments: [p_entity_name, p_key, p_value, p_sync_group]
-    defaults: {{p_sync_group: public.NORMAL}}
-    key: [p_entity_name, p_key]
-    writes: [entity.entity_metadata]
-    flush: "SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], $4::text[])"
-    ack: {ack}
-    flush_interval: 2ms
-  - name: metadata_upsert
-    table: entity.entity_metadata
-    key: [general__entity_name, metadata__key]
-    ack: {ack}
-    flush_interval: 2ms
-"#
+    let ack = format!("ack: {}", o.ack);
+    let extra = [ack.as_str(), "flush_interval: 2ms"];
+    common::coalescing_yaml(
+        pg_port,
+        &format!("  size: {}\n  query_wait_timeout: 30s", o.pool_size),
+        auth,
+        &[
+            common::function_rule(common::BATCH_FLUSH, &extra),
+            common::table_rule(&extra),
+        ],
     )
 }
 

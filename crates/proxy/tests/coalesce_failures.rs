@@ -39,40 +39,24 @@ impl Default for Opts {
 }
 
 fn coalescing_yaml(pg_port: u16, o: &Opts) -> String {
-    let ack = o.ack;
-    let pool_size = o.pool_size;
-    let rejects = match &o.rejects_file {
-        Some(p) => format!("\n    rejects_file: {}", p.display()),
-        None => String::new(),
-    };
-    format!(
-        r#"
-listen: 127.0.0.1:0
-pool:
-  mode: transaction
-  size: {pool_size}
-  query_wait_timeout: 30s
-  connect_timeout: 2s
-users:
-  - {{name: {USER}, auth: scram-sha-256, password: {PASSWORD}}}
-databases:
-  - {{name: {DB}, host: 127.0.0.1, port: {pg_port}}}
-coalesce:
-  - name: metadata_fn
-    function: entity.update_metadata_optimized
-    arguments: [p_entity_name, p_key, p_value, p_sync_group]
-    defaults: {{p_sync_group: public.NORMAL}}
-    key: [p_entity_name, p_key]
-    writes: [entity.entity_metadata]
-    flush: "SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], $4::text[])"
-    ack: {ack}
-    flush_interval: 2ms{rejects}
-  - name: metadata_upsert
-    table: entity.entity_metadata
-    key: [general__entity_name, metadata__key]
-    ack: {ack}
-    flush_interval: 2ms
-"#
+    let ack = format!("ack: {}", o.ack);
+    let rejects = o
+        .rejects_file
+        .as_ref()
+        .map(|p| format!("rejects_file: {}", p.display()));
+    let mut function = vec![ack.as_str(), "flush_interval: 2ms"];
+    function.extend(rejects.as_deref());
+    common::coalescing_yaml(
+        pg_port,
+        &format!(
+            "  size: {}\n  query_wait_timeout: 30s\n  connect_timeout: 2s",
+            o.pool_size
+        ),
+        "scram-sha-256",
+        &[
+            common::function_rule(common::BATCH_FLUSH, &function),
+            common::table_rule(&[ack.as_str(), "flush_interval: 2ms"]),
+        ],
     )
 }
 

@@ -29,44 +29,25 @@ const SLOW: Duration = Duration::from_millis(1500);
 
 /// A proxy with the function rule and the table rule, stamped or not.
 async fn proxy(pg_port: u16, interval: Duration, stamped: bool) -> Proxy {
-    let (flush, version) = if stamped {
+    let interval = format!("flush_interval: {}ms", interval.as_millis());
+    let extra = ["ack: immediate", interval.as_str()];
+    let (flush, mut table) = if stamped {
         (
-            "SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], \
-             $4::text[], $5::text[]::bigint[])",
-            "\n    version_column: metadata__written_at_us",
+            common::STAMPED_FLUSH,
+            vec!["version_column: metadata__written_at_us"],
         )
     } else {
-        (
-            "SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], \
-             $4::text[])",
-            "",
-        )
+        (common::BATCH_FLUSH, vec![])
     };
-    let ms = interval.as_millis();
-    let yaml = format!(
-        r#"
-listen: 127.0.0.1:0
-pool: {{mode: transaction, size: 4}}
-users:
-  - {{name: {USER}, auth: scram-sha-256, password: {PASSWORD}}}
-databases:
-  - {{name: {DB}, host: 127.0.0.1, port: {pg_port}}}
-coalesce:
-  - name: metadata_fn
-    function: entity.update_metadata_optimized
-    arguments: [p_entity_name, p_key, p_value, p_sync_group]
-    defaults: {{p_sync_group: public.NORMAL}}
-    key: [p_entity_name, p_key]
-    writes: [entity.entity_metadata]
-    flush: "{flush}"
-    ack: immediate
-    flush_interval: {ms}ms
-  - name: metadata_upsert
-    table: entity.entity_metadata
-    key: [general__entity_name, metadata__key]{version}
-    ack: immediate
-    flush_interval: {ms}ms
-"#
+    table.extend(extra);
+    let yaml = common::coalescing_yaml(
+        pg_port,
+        "  size: 4",
+        "scram-sha-256",
+        &[
+            common::function_rule(flush, &extra),
+            common::table_rule(&table),
+        ],
     );
     Proxy::start(Config::from_yaml(&yaml).expect("config"))
         .await

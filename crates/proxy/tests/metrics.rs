@@ -7,33 +7,23 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Env, Setup, DB, PASSWORD, USER};
+use common::{Env, Setup, DB, USER};
 use config::Config;
 use proxy::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn yaml(pg_port: u16) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:0
-metrics_listen: 127.0.0.1:0
-pool: {{mode: transaction, size: 2}}
-users:
-  - {{name: {USER}, auth: scram-sha-256, password: {PASSWORD}}}
-databases:
-  - {{name: {DB}, host: 127.0.0.1, port: {pg_port}}}
-coalesce:
-  - name: metadata_fn
-    function: entity.update_metadata_optimized
-    arguments: [p_entity_name, p_key, p_value, p_sync_group]
-    defaults: {{p_sync_group: public.NORMAL}}
-    key: [p_entity_name, p_key]
-    writes: [entity.entity_metadata]
-    flush: "SELECT entity.update_metadata_batch($1::text[], $2::text[], $3::text[]::jsonb[], $4::text[])"
-    ack: flushed
-"#
-    )
+    let config = common::coalescing_yaml(
+        pg_port,
+        "  size: 2",
+        "scram-sha-256",
+        &[common::function_rule(
+            common::BATCH_FLUSH,
+            &["ack: flushed"],
+        )],
+    );
+    format!("metrics_listen: 127.0.0.1:0\n{config}")
 }
 
 /// Sends one raw HTTP request; returns the status line and the body.

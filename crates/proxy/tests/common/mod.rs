@@ -168,3 +168,49 @@ pub fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, Stri
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The reference batch flush (migrations/002), unstamped.
+pub const BATCH_FLUSH: &str = "SELECT entity.update_metadata_batch($1::text[], $2::text[], \
+     $3::text[]::jsonb[], $4::text[])";
+/// The same with each row's arrival stamp (the cross-proxy guard).
+pub const STAMPED_FLUSH: &str = "SELECT entity.update_metadata_batch($1::text[], $2::text[], \
+     $3::text[]::jsonb[], $4::text[], $5::text[]::bigint[])";
+
+/// A coalescing proxy's YAML: transaction mode with `pool` (more `pool:`
+/// keys as `key: value` YAML lines, two-space indented), user `app` with
+/// `auth`, database `app` on 127.0.0.1:`pg_port`, and `rules` (from
+/// [`function_rule`] and [`table_rule`]).
+pub fn coalescing_yaml(pg_port: u16, pool: &str, auth: &str, rules: &[String]) -> String {
+    format!(
+        "listen: 127.0.0.1:0\npool:\n  mode: transaction\n{pool}\nusers:\n  \
+         - {{name: {USER}, auth: {auth}, password: {PASSWORD}}}\ndatabases:\n  \
+         - {{name: {DB}, host: 127.0.0.1, port: {pg_port}}}\ncoalesce:\n{}",
+        rules.concat()
+    )
+}
+
+/// The reference function rule `metadata_fn` (entity.update_metadata_optimized)
+/// flushed by `flush`; `extra` are more `key: value` YAML lines.
+pub fn function_rule(flush: &str, extra: &[&str]) -> String {
+    format!(
+        "  - name: metadata_fn\n    function: entity.update_metadata_optimized\n    \
+         arguments: [p_entity_name, p_key, p_value, p_sync_group]\n    \
+         defaults: {{p_sync_group: public.NORMAL}}\n    key: [p_entity_name, p_key]\n    \
+         writes: [entity.entity_metadata]\n    flush: \"{flush}\"\n{}",
+        rule_lines(extra)
+    )
+}
+
+/// The reference table rule `metadata_upsert` (INSERT INTO
+/// entity.entity_metadata ... ON CONFLICT); `extra` as for [`function_rule`].
+pub fn table_rule(extra: &[&str]) -> String {
+    format!(
+        "  - name: metadata_upsert\n    table: entity.entity_metadata\n    \
+         key: [general__entity_name, metadata__key]\n{}",
+        rule_lines(extra)
+    )
+}
+
+fn rule_lines(extra: &[&str]) -> String {
+    extra.iter().map(|l| format!("    {l}\n")).collect()
+}
