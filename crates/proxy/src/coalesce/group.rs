@@ -3,6 +3,7 @@
 //! writers wait on.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -19,6 +20,9 @@ pub struct Rejection {
     pub body: Vec<u8>,
 }
 
+/// A pending write's key values, shared by the map and the arrival order.
+pub type Key = Arc<[Option<String>]>;
+
 /// One key's newest value and everyone waiting for it to land.
 #[derive(Debug)]
 pub struct Entry {
@@ -30,7 +34,7 @@ pub struct Entry {
 /// A batch taken for flushing: rows in arrival order of their newest write.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub keys: Vec<Vec<Option<String>>>,
+    pub keys: Vec<Key>,
     pub entries: Vec<Entry>,
 }
 
@@ -47,9 +51,9 @@ impl Batch {
 /// Pending writes and the sequence numbers that order them.
 #[derive(Debug, Default)]
 pub struct Pending {
-    by_key: HashMap<Vec<Option<String>>, Entry>,
+    by_key: HashMap<Key, Entry>,
     /// seq of each key's newest write -> key, oldest first.
-    order: BTreeMap<u64, Vec<Option<String>>>,
+    order: BTreeMap<u64, Key>,
     /// Sequence number of the last write taken in.
     last_seq: u64,
     /// Rows being flushed right now (taken, not yet landed).
@@ -81,13 +85,18 @@ impl Pending {
     /// one, whose waiters then wait for the newer value to land.
     pub fn insert(
         &mut self,
-        key: Vec<Option<String>>,
+        key: Key,
         row: Vec<Option<String>>,
         waiter: Option<oneshot::Sender<AckResult>>,
     ) -> u64 {
         self.last_seq += 1;
         let seq = self.last_seq;
-        match self.by_key.get_mut(&key) {
+        // A pending key keeps its one shared copy.
+        let key = match self.by_key.get_key_value(&*key) {
+            Some((existing, _)) => existing.clone(),
+            None => key,
+        };
+        match self.by_key.get_mut(&*key) {
             Some(entry) => {
                 self.order.remove(&entry.seq);
                 entry.row = row;

@@ -373,7 +373,7 @@ impl Coalescer {
         if rule.stamped {
             row.push(Some(self.stamp().to_string()));
         }
-        let key: Vec<Option<String>> = group
+        let key: group::Key = group
             .template
             .key
             .iter()
