@@ -524,8 +524,7 @@ async fn wrong_scram_password_gets_invalid_password() {
     let bad_url = url(env.addr(), USER, "not-the-password", common::DB);
     let err = alongside(&env.url(), common::try_connect(&bad_url))
         .await
-        .err()
-        .expect("a wrong password must not log in");
+        .expect_err("a wrong password must not log in");
     let db = db_error(&err);
     assert_eq!(db.code(), &SqlState::INVALID_PASSWORD, "{db:?}");
     assert_eq!(db.severity(), "FATAL");
@@ -541,8 +540,7 @@ async fn wrong_md5_password_gets_invalid_password() {
     let bad_url = url(env.addr(), USER, "not-the-password", common::DB);
     let err = alongside(&env.url(), common::try_connect(&bad_url))
         .await
-        .err()
-        .expect("a wrong password must not log in");
+        .expect_err("a wrong password must not log in");
     let db = db_error(&err);
     assert_eq!(db.code(), &SqlState::INVALID_PASSWORD, "{db:?}");
     assert_eq!(db.severity(), "FATAL");
@@ -555,8 +553,7 @@ async fn unknown_database_and_unknown_user_are_refused() {
     let bad_url = url(env.addr(), USER, PASSWORD, "no_such_db");
     let err = alongside(&env.url(), common::try_connect(&bad_url))
         .await
-        .err()
-        .expect("an unknown database must not log in");
+        .expect_err("an unknown database must not log in");
     let db = db_error(&err);
     assert_eq!(db.code(), &SqlState::INVALID_CATALOG_NAME, "{db:?}");
     assert!(db.message().contains("no_such_db"), "{db:?}");
@@ -564,8 +561,7 @@ async fn unknown_database_and_unknown_user_are_refused() {
     let bad_url = url(env.addr(), "no_such_user", PASSWORD, common::DB);
     let err = alongside(&env.url(), common::try_connect(&bad_url))
         .await
-        .err()
-        .expect("an unknown user must not log in");
+        .expect_err("an unknown user must not log in");
     let db = db_error(&err);
     assert_eq!(
         db.code(),
@@ -603,8 +599,7 @@ async fn unreachable_upstream_fails_its_clients_only() {
         let started = Instant::now();
         let err = alongside(&good_url, common::try_connect(&bad_url))
             .await
-            .err()
-            .expect("a database on a closed port must not log in");
+            .expect_err("a database on a closed port must not log in");
         let db = db_error(&err);
         assert!(
             db.code() == &SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION

@@ -589,9 +589,9 @@ fn never_panics_on_unterminated_constructs() {
         "a$$",
     ] {
         let _ = effects(s);
-        let _ = effects(&format!("LISTEN x; {s}"));
+        let _ = effects(format!("LISTEN x; {s}"));
         assert!(
-            effects(&format!("LISTEN x; {s}")).pins,
+            effects(format!("LISTEN x; {s}")).pins,
             "LISTEN before {s:?}"
         );
     }

@@ -127,7 +127,7 @@ fn number(b: &[u8], start: usize) -> usize {
         i
     };
     let mut i = digits(start);
-    if b.get(i) == Some(&b'.') && !(b.get(i + 1) == Some(&b'.')) {
+    if b.get(i) == Some(&b'.') && b.get(i + 1) != Some(&b'.') {
         i = digits(i + 1);
     }
     if matches!(b.get(i), Some(b'e' | b'E')) {

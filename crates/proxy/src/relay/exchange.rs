@@ -196,12 +196,10 @@ impl Exchange {
                     self.pending.pop_front();
                 }
             }
-            b'E' => {
-                if !matches!(self.pending.front(), Some(Pending::UntilReady) | None) {
-                    self.skip_to_sync(Some(lease));
-                    // A queued Sync ends the skipping when its reply comes.
-                    self.server_skipping = self.pending.is_empty();
-                }
+            b'E' if !matches!(self.pending.front(), Some(Pending::UntilReady) | None) => {
+                self.skip_to_sync(Some(lease));
+                // A queued Sync ends the skipping when its reply comes.
+                self.server_skipping = self.pending.is_empty();
             }
             b'1' => {
                 if let Some(Pending::Parse { forward: f, .. }) = self.pending.front() {
