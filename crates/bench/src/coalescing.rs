@@ -67,17 +67,23 @@ pub fn ensure_schema(pg: &pgtest::Cluster) -> Result<()> {
 /// both keyspaces and turns statement tracking on.
 fn prepare(stack: &Stack) -> Result<Tracking<'_>> {
     let pg = &stack.pg;
+    ensure_entities(pg, HOT_ENTITIES.max(WIDE_ENTITIES))?;
+    Tracking::start(pg)
+}
+
+/// Applies the reference schema to [`DB`] (once) and creates entities
+/// '1'..`count` (those missing).
+pub fn ensure_entities(pg: &pgtest::Cluster, count: u32) -> Result<()> {
     ensure_schema(pg)?;
-    let entities = HOT_ENTITIES.max(WIDE_ENTITIES);
     pg.psql(
         DB,
         &format!(
             "INSERT INTO entity.entities (general__entity_name) \
-             SELECT g::text FROM generate_series(1, {entities}) g ON CONFLICT DO NOTHING"
+             SELECT g::text FROM generate_series(1, {count}) g ON CONFLICT DO NOTHING"
         ),
     )
     .context("creating the entities")?;
-    Tracking::start(pg)
+    Ok(())
 }
 
 /// The group of one mode and client count.

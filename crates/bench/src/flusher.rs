@@ -96,15 +96,7 @@ pub fn scenario(stack: &Stack, profile: &Profile) -> Result<ScenarioReport> {
 /// Runs both phases against the benchmark cluster.
 pub fn measure(stack: &Stack, profile: &Profile) -> Result<FlusherFigures> {
     let pg = &stack.pg;
-    crate::coalescing::ensure_schema(pg)?;
-    pg.psql(
-        DB,
-        &format!(
-            "INSERT INTO entity.entities (general__entity_name) \
-             SELECT g::text FROM generate_series(1, {ENTITIES}) g ON CONFLICT DO NOTHING"
-        ),
-    )
-    .context("creating the entities")?;
+    crate::coalescing::ensure_entities(pg, ENTITIES as u32)?;
     let entries: usize = if profile.quick { 20_000 } else { 200_000 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

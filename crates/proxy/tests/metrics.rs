@@ -55,8 +55,8 @@ fn value(s: &HashMap<String, f64>, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from {:?}", s.keys()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scrape_reports_clients_pools_and_coalescing() {
+/// A cluster with the migrations and a coalescing proxy serving metrics.
+async fn start() -> Env {
     let Env { pg, proxy } = Env::start(Setup {
         migrations: true,
         ..Setup::default()
@@ -66,7 +66,12 @@ async fn scrape_reports_clients_pools_and_coalescing() {
     let proxy = Proxy::start(Config::from_yaml(&yaml(pg.port())).expect("config"))
         .await
         .expect("start proxy");
-    let env = Env { pg, proxy };
+    Env { pg, proxy }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_reports_clients_pools_and_coalescing() {
+    let env = start().await;
     let metrics = env.proxy.metrics_addr().expect("metrics endpoint bound");
     env.direct()
         .await
@@ -138,16 +143,8 @@ async fn scrape_reports_clients_pools_and_coalescing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_requests_get_http_errors() {
-    let Env { pg, proxy } = Env::start(Setup {
-        migrations: true,
-        ..Setup::default()
-    })
-    .await;
-    proxy.shutdown(Duration::from_secs(1)).await;
-    let proxy = Proxy::start(Config::from_yaml(&yaml(pg.port())).expect("config"))
-        .await
-        .expect("start proxy");
-    let metrics = proxy.metrics_addr().expect("metrics endpoint bound");
+    let env = start().await;
+    let metrics = env.proxy.metrics_addr().expect("metrics endpoint bound");
     let (status, _) = http(metrics, "GET /other HTTP/1.1\r\n\r\n").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     let (status, _) = http(metrics, "POST /metrics HTTP/1.1\r\n\r\n").await;
@@ -156,7 +153,6 @@ async fn other_requests_get_http_errors() {
     let (status, _) = http(metrics, &junk).await;
     assert_eq!(status, "HTTP/1.1 400 Bad Request");
     // The proxy still serves clients.
-    let env = Env { pg, proxy };
     let n: i32 = env
         .client()
         .await
