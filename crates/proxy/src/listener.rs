@@ -93,15 +93,28 @@ impl Proxy {
         self.shared.coalescer.as_ref()
     }
 
-    /// Stops accepting new clients, then flushes every pending coalesced
-    /// write (retrying while Postgres is away, up to `flush_limit`).
-    /// Returns the number of writes that could not be flushed.
-    pub async fn shutdown(self, flush_limit: std::time::Duration) -> usize {
+    /// Stops accepting new clients; lets connected clients finish the
+    /// transaction or exchange they are in (each is closed with 57P01 once
+    /// idle) for up to `limit`; then flushes every pending coalesced write
+    /// (retrying while Postgres is away, up to `limit` again). Returns the
+    /// number of writes that could not be flushed.
+    pub async fn shutdown(self, limit: std::time::Duration) -> usize {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        self.shared.stopping.send_replace(true);
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.shared.clients.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let left = self.shared.clients.load(Ordering::Relaxed);
+        if left > 0 {
+            tracing::warn!(clients = left, "clients still busy at shutdown are cut off");
+        }
         match &self.shared.coalescer {
             Some(c) => {
-                let left = c.flush_all(flush_limit).await;
+                let left = c.flush_all(limit).await;
                 if left > 0 {
                     tracing::error!(left, "pending coalesced writes could not be flushed");
                 }

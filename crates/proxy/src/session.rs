@@ -237,6 +237,7 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
         database,
         user,
         barrier_limit: shared.config.pool.query_wait_timeout,
+        stopping: shared.stopping.subscribe(),
     };
     Ok(Some(Relay::new(pool, lease, client_params, cancel, who)))
 }

@@ -32,6 +32,8 @@ pub struct Shared {
     pub coalescer: Option<Arc<Coalescer>>,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
+    /// Set at shutdown: sessions end at their next idle point.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -62,6 +64,7 @@ impl Shared {
             pools: DashMap::new(),
             cancels: CancelRegistry::default(),
             clients: AtomicUsize::new(0),
+            stopping: tokio::sync::watch::channel(false).0,
             replica_pools: DashMap::new(),
             routers: HashMap::new(),
         };

@@ -353,3 +353,62 @@ async fn pg_sleep_is_cancelled_within_a_second() {
         cancelled_at.elapsed()
     );
 }
+
+/// Shutdown lets a client finish the transaction it is in, while a client
+/// with nothing under way is closed with 57P01 at once; what was committed
+/// stays committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_open_transactions_finish_and_closes_idle_clients() {
+    let Env { pg, proxy } = Env::start(Setup::default()).await;
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/{}",
+        common::USER,
+        common::PASSWORD,
+        proxy.addr().port(),
+        common::DB
+    );
+    let direct = common::connect(&pg.url(common::USER, Some(common::PASSWORD), common::DB)).await;
+    direct
+        .batch_execute("CREATE TABLE drained (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    let busy = common::connect(&url).await;
+    let idle = common::connect(&url).await;
+    busy.batch_execute("BEGIN; INSERT INTO drained VALUES (1)")
+        .await
+        .expect("open a transaction");
+    idle.simple_query("SELECT 1")
+        .await
+        .expect("idle client works");
+
+    let shutdown = tokio::spawn(proxy.shutdown(Duration::from_secs(20)));
+    // The idle client is told and closed.
+    let started = Instant::now();
+    while !idle.is_closed() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the idle client was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(idle.simple_query("SELECT 1").await.is_err());
+    // The busy one finishes its transaction, then is closed too.
+    assert!(!busy.is_closed(), "a client mid-transaction is not cut off");
+    busy.batch_execute("INSERT INTO drained VALUES (2); COMMIT")
+        .await
+        .expect("the open transaction commits during shutdown");
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(15), shutdown)
+            .await
+            .expect("shutdown returns once the clients are gone")
+            .expect("shutdown task"),
+        0
+    );
+    assert!(busy.is_closed(), "closed once idle");
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM drained", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 2, "the transaction finished during shutdown committed");
+}

@@ -69,6 +69,8 @@ pub struct Identity {
     pub router: Option<Arc<Router>>,
     /// This client's pools on each replica, in the replica set's order.
     pub replica_pools: Vec<Pool>,
+    /// True once the proxy shuts down: the session ends when it is idle.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A portal bound by an intercepted upsert: the row it writes when (and
@@ -113,6 +115,8 @@ pub struct Relay {
 
 enum Event {
     Client(std::io::Result<bool>),
+    /// The proxy is shutting down.
+    Stop,
     Server(std::io::Result<()>),
     Ack(AckResult),
 }
@@ -217,6 +221,11 @@ impl Relay {
             }
             self.release_if_done();
 
+            // Shutting down: a session that owes nothing and is in no
+            // transaction ends here; others finish what they began first.
+            if *self.who.stopping.borrow() && self.is_idle() {
+                return Err(shutdown_notice());
+            }
             let ack = match self.x.pending.front_mut() {
                 Some(Pending::Ack { rx, .. }) => Some(rx),
                 _ => None,
@@ -224,8 +233,12 @@ impl Relay {
             // A message waiting for the replica to finish is not followed
             // by more of the client's until it has been handled.
             let listen = self.waiting.is_none();
+            let stopping = &mut self.who.stopping;
             let event = match (self.link.lease(), ack) {
-                (None, None) => Event::Client(io.fill().await),
+                (None, None) => tokio::select! {
+                    r = io.fill() => Event::Client(r),
+                    _ = stopping.changed() => Event::Stop,
+                },
                 (None, Some(rx)) => tokio::select! {
                     r = io.fill() => Event::Client(r),
                     a = rx => Event::Ack(a.unwrap_or_else(|_| Err(shutting_down()))),
@@ -233,6 +246,7 @@ impl Relay {
                 (Some(lease), None) => tokio::select! {
                     r = io.fill(), if listen => Event::Client(r),
                     r = lease.fill() => Event::Server(r),
+                    _ = stopping.changed() => Event::Stop,
                 },
                 (Some(lease), Some(rx)) => tokio::select! {
                     r = io.fill(), if listen => Event::Client(r),
@@ -244,6 +258,7 @@ impl Relay {
                 Event::Client(Ok(true)) => {}
                 Event::Client(Ok(false)) | Event::Client(Err(_)) => return Ok(()),
                 Event::Ack(result) => self.x.settle_ack(result),
+                Event::Stop => {}
                 Event::Server(Err(e)) => self.read_elsewhere(true, e).await?,
                 Event::Server(Ok(())) => {
                     let Some(lease) = self.link.lease() else {
@@ -283,6 +298,15 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Nothing owed either way and no transaction open: the session may end
+    /// without the client losing anything.
+    fn is_idle(&mut self) -> bool {
+        self.x.pending.is_empty()
+            && self.to_server.is_empty()
+            && self.waiting.is_none()
+            && self.link.lease().is_none_or(|l| l.status == TxStatus::Idle)
     }
 
     /// Handles one client message.
@@ -950,6 +974,11 @@ fn malformed(what: &str) -> ClientError {
         SqlState::PROTOCOL_VIOLATION,
         format!("invalid {what} message"),
     )
+}
+
+/// What a client that is idle at shutdown is told before it is closed.
+fn shutdown_notice() -> ClientError {
+    ClientError::fatal(SqlState::ADMIN_SHUTDOWN, "the proxy is shutting down")
 }
 
 fn shutting_down() -> crate::coalesce::Rejection {
