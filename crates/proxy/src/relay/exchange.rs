@@ -107,11 +107,7 @@ impl Exchange {
                     Err(oneshot::error::TryRecvError::Empty) => return,
                     Err(oneshot::error::TryRecvError::Closed) => {
                         // The coalescer went away (shutdown) without word.
-                        self.settle_ack(Err(crate::coalesce::Rejection {
-                            code: "57P01".into(),
-                            message: "the proxy is shutting down".into(),
-                            body: Vec::new(),
-                        }))
+                        self.settle_ack(Err(super::shutting_down()))
                     }
                 },
                 _ => return,

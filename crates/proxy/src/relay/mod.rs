@@ -679,8 +679,9 @@ impl Relay {
         // What may write: a statement that must run on the primary, a
         // function call, COPY data. Describe, Execute and the like belong
         // to a statement already judged when it was parsed or bound.
-        let may_write = match sql {
-            Some(q) => self.route(q) == Route::Primary,
+        let route = sql.map(|q| self.route(q));
+        let may_write = match route {
+            Some(r) => r == Route::Primary,
             None => matches!(tag, b'F' | b'd' | b'c'),
         };
         if self.link.lease().is_some() {
@@ -689,7 +690,7 @@ impl Relay {
             }
             return Ok(true);
         }
-        match self.attach(sql, may_write).await {
+        match self.attach(route, may_write).await {
             Ok(()) => Ok(true),
             Err(e) if e.is_fatal() => Err(e),
             Err(e) => {
@@ -780,9 +781,8 @@ impl Relay {
     /// A replica connection for a read, if a replica is up and has replayed
     /// this client's last write; a replica that cannot be reached is marked
     /// down and the read goes to the primary instead.
-    async fn replica_lease(&mut self, sql: Option<&[u8]>) -> Option<(Lease, ReplicaChoice)> {
-        let sql = sql?;
-        if self.primary_only || self.route(sql) != Route::ReplicaOk {
+    async fn replica_lease(&mut self, route: Option<Route>) -> Option<(Lease, ReplicaChoice)> {
+        if self.primary_only || route != Some(Route::ReplicaOk) {
             return None;
         }
         let router = self.who.router.clone()?;
@@ -807,22 +807,23 @@ impl Relay {
         if self.replica.is_none() || self.x.pending.iter().all(Pending::is_local) {
             return false;
         }
-        let sql = match frame.tag() {
-            b'Q' => inspect::password(frame.body()).map(<[u8]>::to_vec),
-            b'P' => inspect::parse(frame.body()).map(|p| p.query.to_vec()),
+        let route = match frame.tag() {
+            b'Q' => inspect::password(frame.body()).map(|q| self.route(q)),
+            b'P' => inspect::parse(frame.body()).map(|p| self.route(p.query)),
             b'B' => inspect::bind(frame.body())
                 .and_then(|b| self.statements.get(b.statement))
-                .and_then(|cs| inspect::parse(cs.shared.parse.body()).map(|p| p.query.to_vec())),
+                .and_then(|cs| inspect::parse(cs.shared.parse.body()).map(|p| self.route(p.query))),
             b'F' => return true,
             _ => None,
         };
-        sql.is_some_and(|q| self.route(&q) != Route::ReplicaOk)
+        route.is_some_and(|r| r != Route::ReplicaOk)
     }
 
-    /// Checks out a server (a replica for reads that may go there, else the
-    /// primary) and brings its parameters in line with the client's.
-    async fn attach(&mut self, sql: Option<&[u8]>, may_write: bool) -> Result<(), ClientError> {
-        let mut lease = match self.replica_lease(sql).await {
+    /// Checks out a server (a replica when `route`, that of the statement
+    /// needing it, allows one; else the primary) and brings its parameters
+    /// in line with the client's.
+    async fn attach(&mut self, route: Option<Route>, may_write: bool) -> Result<(), ClientError> {
+        let mut lease = match self.replica_lease(route).await {
             Some((lease, choice)) => {
                 self.replica = Some(choice);
                 self.replay = Some(Replay::new(self.x.pending.len(), self.x.delivered));
@@ -976,15 +977,19 @@ fn malformed(what: &str) -> ClientError {
     )
 }
 
+/// What a client hears when the proxy shuts down under it.
+const SHUTTING_DOWN: &str = "the proxy is shutting down";
+
 /// What a client that is idle at shutdown is told before it is closed.
 fn shutdown_notice() -> ClientError {
-    ClientError::fatal(SqlState::ADMIN_SHUTDOWN, "the proxy is shutting down")
+    ClientError::fatal(SqlState::ADMIN_SHUTDOWN, SHUTTING_DOWN)
 }
 
+/// A coalesced write's outcome when the coalescer went away at shutdown.
 fn shutting_down() -> crate::coalesce::Rejection {
     crate::coalesce::Rejection {
-        code: "57P01".into(),
-        message: "the proxy is shutting down".into(),
+        code: SqlState::ADMIN_SHUTDOWN.code().into(),
+        message: SHUTTING_DOWN.into(),
         body: Vec::new(),
     }
 }
