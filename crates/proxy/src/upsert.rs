@@ -1,6 +1,6 @@
 //! What the relay needs to answer a recognized upsert itself: the row its
 //! Bind parameters carry (a simple Query's comes from
-//! `Coalescer::query_row`), and the replies Postgres would have sent for
+//! `Coalescer::inspect_query`), and the replies Postgres would have sent for
 //! the statement, byte for byte.
 
 use wire::build;

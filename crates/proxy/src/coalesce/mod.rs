@@ -276,58 +276,58 @@ impl Coalescer {
     /// text has literals, so statements differing only in their values are
     /// parsed once; otherwise by text.
     pub fn inspect(&self, db: &str, sql: &[u8]) -> Verdict {
+        self.inspect_shaped(db, sql).0
+    }
+
+    /// [`inspect`](Self::inspect) of a simple Query, and for a recognized
+    /// upsert the row its literals carry (`None` when they cannot be taken).
+    pub fn inspect_query(&self, db: &str, sql: &[u8]) -> (Verdict, Option<Vec<Option<String>>>) {
+        let (verdict, values) = self.inspect_shaped(db, sql);
+        let row = match &verdict {
+            Verdict::Upsert(t) => t
+                .values
+                .iter()
+                .map(|v| match v {
+                    ValueSource::Param { index, .. } => values.get(*index).cloned().map(Some),
+                    ValueSource::Literal { text, .. } => Some(text.clone()),
+                })
+                .collect(),
+            _ => None,
+        };
+        (verdict, row)
+    }
+
+    /// The verdict, and the literals of `sql` when it was judged by its
+    /// shape (the values of a shape template's `$n`).
+    fn inspect_shaped(&self, db: &str, sql: &[u8]) -> (Verdict, Vec<String>) {
         let rules = self.rules(db);
         if rules.rules.is_empty() || !mentions_any(sql, &rules.needles) {
-            return Verdict::Irrelevant;
+            return (Verdict::Irrelevant, Vec::new());
         }
         let shaped = std::str::from_utf8(sql)
             .ok()
             .and_then(classify::literals::parameterize)
             .filter(|(_, values)| !values.is_empty());
-        if let Some((shape, values)) = shaped {
-            if let Some(v) = rules.by_shape.get(&shape) {
-                return v.clone();
-            }
-            let verdict = match classify::classify(&shape, &rules.shapes) {
-                // Every literal must be one of the row's values.
-                Classified::Upsert(t) if t.params == values.len() => rules.upsert(t),
-                Classified::Upsert(t) => Verdict::Touches(Some(vec![t.rule])),
-                Classified::Mentions(names) => rules.touched(&names),
-                // `$n` where a literal stood may not parse (`INTERVAL $1`):
-                // judge the text itself.
-                Classified::Unparsed => return self.inspect_text(db, rules, sql),
-            };
-            if rules.by_shape.len() >= SHAPE_CACHE {
-                rules.by_shape.clear();
-            }
-            rules.by_shape.insert(shape, verdict.clone());
-            return verdict;
-        }
-        self.inspect_text(db, rules, sql)
-    }
-
-    /// The row a simple Query's recognized upsert `t` (from [`inspect`] of
-    /// the same text) writes, or `None` when its values cannot be taken.
-    pub fn query_row(t: &Template, sql: &[u8]) -> Option<Vec<Option<String>>> {
-        let needs_values = t
-            .values
-            .iter()
-            .any(|v| matches!(v, ValueSource::Param { .. }));
-        let values = if needs_values {
-            std::str::from_utf8(sql)
-                .ok()
-                .and_then(classify::literals::parameterize)?
-                .1
-        } else {
-            Vec::new()
+        let Some((shape, values)) = shaped else {
+            return (self.inspect_text(db, rules, sql), Vec::new());
         };
-        t.values
-            .iter()
-            .map(|v| match v {
-                ValueSource::Param { index, .. } => values.get(*index).cloned().map(Some),
-                ValueSource::Literal { text, .. } => Some(text.clone()),
-            })
-            .collect()
+        if let Some(v) = rules.by_shape.get(&shape) {
+            return (v.clone(), values);
+        }
+        let verdict = match classify::classify(&shape, &rules.shapes) {
+            // Every literal must be one of the row's values.
+            Classified::Upsert(t) if t.params == values.len() => rules.upsert(t),
+            Classified::Upsert(t) => Verdict::Touches(Some(vec![t.rule])),
+            Classified::Mentions(names) => rules.touched(&names),
+            // `$n` where a literal stood may not parse (`INTERVAL $1`):
+            // judge the text itself.
+            Classified::Unparsed => return (self.inspect_text(db, rules, sql), Vec::new()),
+        };
+        if rules.by_shape.len() >= SHAPE_CACHE {
+            rules.by_shape.clear();
+        }
+        rules.by_shape.insert(shape, verdict.clone());
+        (verdict, values)
     }
 
     /// [`inspect`] by the exact text.

@@ -362,10 +362,9 @@ impl Relay {
 
     async fn on_query(&mut self, frame: Frame) -> Result<(), ClientError> {
         let sql = inspect::password(frame.body()).ok_or_else(|| malformed("Query"))?;
-        let verdict = self.verdict(sql);
-        let row = match &verdict {
-            Verdict::Upsert(t) => Coalescer::query_row(t, sql),
-            _ => None,
+        let (verdict, row) = match &self.who.coalescer {
+            Some(c) => c.inspect_query(&self.who.database, sql),
+            None => (Verdict::Irrelevant, None),
         };
         if let (Verdict::Upsert(t), Some(row)) = (&verdict, row) {
             if self.can_intercept() {
