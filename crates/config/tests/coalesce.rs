@@ -2,9 +2,13 @@
 //! folding, each validation error, `rules_for`, and the reference rules
 //! shipped in `config/pgcoalesce.yaml`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use common::{assert_invalid, parse, parse_err};
 
 use config::{load, AckMode, CoalesceRule, Config, ConfigError};
 
@@ -27,37 +31,6 @@ const BATCH_FLUSH: &str = "SELECT entity.update_metadata_batch($1::text[], $2::t
 /// `BASE` followed by `coalesce_section` (which starts with `coalesce:`).
 fn with_rules(coalesce_section: &str) -> String {
     format!("{BASE}{coalesce_section}")
-}
-
-/// Parses `yaml`, expecting success.
-fn parse(yaml: &str) -> Config {
-    match Config::from_yaml(yaml) {
-        Ok(config) => config,
-        Err(err) => panic!("expected a valid config, got: {err}\n{yaml}"),
-    }
-}
-
-/// Parses `yaml`, expecting failure.
-fn parse_err(yaml: &str) -> ConfigError {
-    match Config::from_yaml(yaml) {
-        Ok(config) => panic!("expected an error, got {config:?}"),
-        Err(err) => err,
-    }
-}
-
-/// Asserts `err` is a validation error on `field` whose reason contains `reason`.
-fn assert_invalid(err: &ConfigError, field: &str, reason: &str) {
-    match err {
-        ConfigError::Invalid {
-            field: f,
-            reason: r,
-        } => {
-            assert_eq!(f, field, "wrong field in: {err}");
-            assert!(r.contains(reason), "reason {r:?} lacks {reason:?}");
-        }
-        other => panic!("expected Invalid on {field}, got {other:?}"),
-    }
-    assert!(err.to_string().contains(&format!("{field}: ")), "{err}");
 }
 
 /// A valid function rule for the entity store, to break one field at a time.

@@ -1,9 +1,13 @@
 //! Behaviour of the public API: parsing, defaults, validation, the upstream
 //! URL quick form, and loading files (including the shipped reference config).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+use common::{assert_invalid, parse, parse_err};
 
 use config::{
     load, AuthMethod, Config, ConfigError, Database, LogFormat, PoolMode, PoolSettings, User,
@@ -21,41 +25,6 @@ databases:
   - name: app
     host: db.internal
 ";
-
-/// Parses `yaml`, expecting success.
-fn parse(yaml: &str) -> Config {
-    match Config::from_yaml(yaml) {
-        Ok(config) => config,
-        Err(err) => panic!("expected a valid config, got: {err}"),
-    }
-}
-
-/// Parses `yaml`, expecting failure.
-fn parse_err(yaml: &str) -> ConfigError {
-    match Config::from_yaml(yaml) {
-        Ok(config) => panic!("expected an error, got {config:?}"),
-        Err(err) => err,
-    }
-}
-
-/// Asserts `err` is a validation error on `field` whose reason contains `reason`.
-fn assert_invalid(err: &ConfigError, field: &str, reason: &str) {
-    match err {
-        ConfigError::Invalid {
-            field: f,
-            reason: r,
-        } => {
-            assert_eq!(f, field, "wrong field in: {err}");
-            assert!(r.contains(reason), "reason {r:?} lacks {reason:?}");
-        }
-        other => panic!("expected Invalid on {field}, got {other:?}"),
-    }
-    let text = err.to_string();
-    assert!(
-        text.contains(&format!("{field}: ")) && text.contains(reason),
-        "{text}"
-    );
-}
 
 /// Asserts `err` is a parse error at `line` whose text names the line.
 fn assert_parse_at(err: &ConfigError, line: u64, needle: &str) {

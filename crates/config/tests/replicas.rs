@@ -1,7 +1,11 @@
 //! Read splitting in the config: `databases[].replicas`, the `read_split`
 //! section, and `Config::apply_replica_urls` (the `--replica URL` flag).
 
+mod common;
+
 use std::time::Duration;
+
+use common::{assert_invalid, parse, parse_err};
 
 use config::{Balancing, Config, ConfigError, Database, ReadSplit, Replica};
 
@@ -14,35 +18,6 @@ users:
 /// `BASE` plus `rest` (databases and other sections).
 fn yaml(rest: &str) -> String {
     format!("{BASE}{rest}")
-}
-
-fn parse(text: &str) -> Config {
-    match Config::from_yaml(text) {
-        Ok(config) => config,
-        Err(err) => panic!("expected a valid config, got: {err}"),
-    }
-}
-
-fn parse_err(text: &str) -> ConfigError {
-    match Config::from_yaml(text) {
-        Ok(config) => panic!("expected an error, got {config:?}"),
-        Err(err) => err,
-    }
-}
-
-/// Asserts `err` is a validation error on `field` whose reason contains `reason`.
-fn assert_invalid(err: &ConfigError, field: &str, reason: &str) {
-    match err {
-        ConfigError::Invalid {
-            field: f,
-            reason: r,
-        } => {
-            assert_eq!(f, field, "wrong field in: {err}");
-            assert!(r.contains(reason), "reason {r:?} lacks {reason:?}");
-        }
-        other => panic!("expected Invalid on {field}, got {other:?}"),
-    }
-    assert!(err.to_string().contains(&format!("{field}: ")), "{err}");
 }
 
 /// Asserts `err` is a parse error mentioning `needle`, with a line number.
