@@ -61,7 +61,7 @@ async fn serve(
             }
             head.extend_from_slice(&buf[..n]);
         }
-        Ok(head.len() < MAX_REQUEST || head.windows(4).any(|w| w == b"\r\n\r\n"))
+        Ok(head.windows(4).any(|w| w == b"\r\n\r\n"))
     })
     .await
     .unwrap_or(Ok(false))?;
