@@ -28,6 +28,7 @@ pub mod cancel;
 pub mod classify;
 pub mod coalesce;
 pub mod error;
+pub mod fasthash;
 pub mod listener;
 pub mod metrics;
 pub mod params;

@@ -75,11 +75,13 @@ const TRIGGERS: &[&[u8]] = &[
 
 /// A cheap pre-check: whether any word starts with a trigger prefix. Most
 /// statements (plain SELECT/INSERT/UPDATE) have none and skip the scan.
+/// It runs on every simple Query: one table lookup per byte, and a word is
+/// compared with the prefixes only when its first letter starts one.
 fn mentions_any_trigger(s: &[u8]) -> bool {
     let mut prev_is_word = false;
     for (i, &c) in s.iter().enumerate() {
-        let is_word = c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
-        if is_word && !prev_is_word {
+        let class = BYTE_CLASS[c as usize];
+        if class == TRIGGER_INITIAL && !prev_is_word {
             let rest = &s[i..];
             if TRIGGERS
                 .iter()
@@ -88,10 +90,37 @@ fn mentions_any_trigger(s: &[u8]) -> bool {
                 return true;
             }
         }
-        prev_is_word = is_word;
+        prev_is_word = class != NOT_WORD;
     }
     false
 }
+
+const NOT_WORD: u8 = 0;
+const WORD: u8 = 1;
+/// A word byte that, in either case, is the first letter of a trigger.
+const TRIGGER_INITIAL: u8 = 2;
+
+/// Every byte's class: identifier bytes (ASCII letters, digits, `_` and all
+/// non-ASCII bytes) are words.
+const BYTE_CLASS: [u8; 256] = {
+    let mut table = [NOT_WORD; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 {
+            table[c] = WORD;
+        }
+        c += 1;
+    }
+    let mut i = 0;
+    while i < TRIGGERS.len() {
+        let first = TRIGGERS[i][0];
+        table[first as usize] = TRIGGER_INITIAL;
+        table[first.to_ascii_uppercase() as usize] = TRIGGER_INITIAL;
+        i += 1;
+    }
+    table
+};
 
 fn word(t: Option<&Token>) -> &str {
     match t {

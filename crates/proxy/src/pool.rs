@@ -36,7 +36,10 @@ pub struct Pool {
 struct PoolInner {
     target: ServerTarget,
     config: PoolConfig,
-    idle: Mutex<Vec<ServerConn>>,
+    /// Boxed: a connection moves in and out of here on every transaction,
+    /// and a pointer is cheaper to move than the whole connection.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<ServerConn>>>,
     permits: Arc<Semaphore>,
     statements: StatementRegistry,
 }
@@ -70,29 +73,17 @@ impl Pool {
     /// be free, and connecting a new one when none is idle.
     pub async fn acquire(&self) -> Result<Lease, ClientError> {
         let wait = self.inner.config.query_wait_timeout;
-        let permit =
-            match tokio::time::timeout(wait, self.inner.permits.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => {
-                    return Err(ClientError::fatal(
-                        SqlState::ADMIN_SHUTDOWN,
-                        "the pool is closed",
-                    ))
-                }
-                Err(_) => {
-                    return Err(ClientError::error(
-                        SqlState::QUERY_CANCELED,
-                        format!(
-                            "query_wait_timeout: no server connection became free within {} ms",
-                            wait.as_millis()
-                        ),
-                    ))
-                }
-            };
+        // A free slot is taken without arming the wait's timer.
+        let free = self.inner.permits.clone().try_acquire_owned();
+        let permit = match free {
+            Ok(p) => p,
+            Err(_) => self.wait_for_permit(wait).await?,
+        };
         let reuse = self.take_idle();
         let conn = match reuse {
             Some(c) => c,
-            None => ServerConn::connect(&self.inner.target).await?,
+            // Boxed, so the rare login does not size every acquire's future.
+            None => Box::new(Box::pin(ServerConn::connect(&self.inner.target)).await?),
         };
         Ok(Lease {
             conn: Some(conn),
@@ -101,7 +92,25 @@ impl Pool {
         })
     }
 
-    fn take_idle(&self) -> Option<ServerConn> {
+    /// Waits up to `wait` for a slot in the pool.
+    async fn wait_for_permit(&self, wait: Duration) -> Result<OwnedSemaphorePermit, ClientError> {
+        match tokio::time::timeout(wait, self.inner.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(ClientError::fatal(
+                SqlState::ADMIN_SHUTDOWN,
+                "the pool is closed",
+            )),
+            Err(_) => Err(ClientError::error(
+                SqlState::QUERY_CANCELED,
+                format!(
+                    "query_wait_timeout: no server connection became free within {} ms",
+                    wait.as_millis()
+                ),
+            )),
+        }
+    }
+
+    fn take_idle(&self) -> Option<Box<ServerConn>> {
         let lifetime = self.inner.config.server_lifetime;
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop() {
@@ -126,7 +135,7 @@ impl Pool {
 
 /// A checked-out server connection.
 pub struct Lease {
-    conn: Option<ServerConn>,
+    conn: Option<Box<ServerConn>>,
     pool: Arc<PoolInner>,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -226,7 +235,7 @@ async fn maintain(pool: Weak<PoolInner>) {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
         let cfg = &pool.config;
-        let expired: Vec<ServerConn> = {
+        let expired: Vec<Box<ServerConn>> = {
             let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
             let mut keep = Vec::with_capacity(idle.len());
             let mut expired = Vec::new();
@@ -257,7 +266,11 @@ async fn maintain(pool: Weak<PoolInner>) {
                 break;
             };
             match ServerConn::connect(&pool.target).await {
-                Ok(c) => pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c),
+                Ok(c) => pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Box::new(c)),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not open a min_idle server connection");
                     break;

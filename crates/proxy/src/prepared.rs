@@ -14,12 +14,17 @@ use wire::build;
 use wire::Frame;
 
 use crate::coalesce::Verdict;
+use crate::fasthash::FastMap;
 
 /// One shared statement: its server-side name and the Parse that creates it.
 #[derive(Debug)]
 pub struct SharedStatement {
     pub name: Arc<[u8]>,
     pub parse: Frame,
+    /// The statement text and its parameter-type section (count and OIDs,
+    /// as sent), so a Bind need not decode the Parse again.
+    pub query: Bytes,
+    pub param_types: Bytes,
     /// Parameter type OIDs, from the server's first ParameterDescription.
     pub param_oids: OnceLock<Vec<u32>>,
 }
@@ -48,6 +53,8 @@ impl StatementRegistry {
         let stmt = Arc::new(SharedStatement {
             parse: build::parse(&name, query, param_types),
             name,
+            query: key.0.clone(),
+            param_types: key.1.clone(),
             param_oids: OnceLock::new(),
         });
         map.insert(key, stmt.clone());
@@ -77,7 +84,7 @@ pub struct ClientStatement {
 /// handles it itself: a recognized upsert).
 #[derive(Default)]
 pub struct ClientStatements {
-    by_name: HashMap<Vec<u8>, ClientStatement>,
+    by_name: FastMap<Vec<u8>, ClientStatement>,
 }
 
 impl ClientStatements {

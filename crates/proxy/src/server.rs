@@ -16,6 +16,7 @@ use wire::{decode_frame, Frame, SqlState};
 
 use crate::auth::md5_password;
 use crate::error::ClientError;
+use crate::fasthash::FastSet;
 
 /// Upper bound on one message from a server (Postgres's own limit is 1 GiB).
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
@@ -105,7 +106,7 @@ pub struct ServerConn {
     /// reports (ParameterStatus) and those the proxy set itself.
     pub params: HashMap<String, String>,
     /// Names of the shared prepared statements that exist on this connection.
-    pub prepared: HashSet<Arc<[u8]>>,
+    pub prepared: FastSet<Arc<[u8]>>,
     /// The client parameters this connection was last brought in line with.
     pub params_stamp: Option<crate::params::ParamsStamp>,
     /// Parameters the proxy set itself that the server does not report.
@@ -152,7 +153,7 @@ impl ServerConn {
             addr,
             backend_key: (0, 0),
             params: HashMap::new(),
-            prepared: HashSet::new(),
+            prepared: FastSet::default(),
             proxy_set: HashSet::new(),
             params_stamp: None,
             status: TxStatus::Idle,

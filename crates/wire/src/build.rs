@@ -11,12 +11,19 @@ use crate::startup::{CANCEL_REQUEST_CODE, PROTOCOL_3_0};
 /// Builds one typed message: `tag`, then a length patched in after `body` wrote.
 fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Frame {
     let mut buf = BytesMut::with_capacity(64);
+    append(&mut buf, tag, body);
+    Frame::from_raw(buf.freeze())
+}
+
+/// Appends one typed message to `buf`: `tag`, then a length patched in
+/// after `body` wrote.
+fn append(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    let start = buf.len();
     buf.put_u8(tag);
     buf.put_i32(0);
-    body(&mut buf);
-    let len = (buf.len() - 1) as i32;
-    buf[1..5].copy_from_slice(&len.to_be_bytes());
-    Frame::from_raw(buf.freeze())
+    body(buf);
+    let len = (buf.len() - start - 1) as i32;
+    buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
 
 fn put_cstr(buf: &mut BytesMut, s: &[u8]) {
@@ -237,7 +244,15 @@ pub fn parse(statement: &[u8], query_text: &[u8], param_types: &[u8]) -> Frame {
 /// Bind ('B') naming a different statement; `rest` is the formats and values
 /// section exactly as the client sent it.
 pub fn bind(portal: &[u8], statement: &[u8], rest: &[u8]) -> Frame {
-    message(b'B', |b| {
+    let mut buf = BytesMut::with_capacity(64);
+    put_bind(&mut buf, portal, statement, rest);
+    Frame::from_raw(buf.freeze())
+}
+
+/// Appends to `buf` what [`bind`] builds, without a frame of its own (the
+/// relay's per-transaction path).
+pub fn put_bind(buf: &mut BytesMut, portal: &[u8], statement: &[u8], rest: &[u8]) {
+    append(buf, b'B', |b| {
         put_cstr(b, portal);
         put_cstr(b, statement);
         b.put_slice(rest);

@@ -94,8 +94,8 @@ pub enum Verdict {
 struct DbRules {
     rules: Vec<Arc<Rule>>,
     shapes: Vec<RuleShape>,
-    /// Lower-cased names; a statement mentioning none is irrelevant.
-    needles: Vec<String>,
+    /// The rules' names; a statement mentioning none is irrelevant.
+    needles: Needles,
     /// Verdicts by shape (see [`classify::literals`]).
     by_shape: DashMap<String, Verdict>,
 }
@@ -211,10 +211,12 @@ impl Coalescer {
                 .collect();
             DbRules {
                 shapes: chosen.iter().map(|r| r.shape.clone()).collect(),
-                needles: chosen
-                    .iter()
-                    .flat_map(|r| r.barrier_names.iter().cloned())
-                    .collect(),
+                needles: Needles::new(
+                    chosen
+                        .iter()
+                        .flat_map(|r| r.barrier_names.iter().cloned())
+                        .collect(),
+                ),
                 rules: chosen,
                 by_shape: DashMap::new(),
             }
@@ -301,7 +303,7 @@ impl Coalescer {
     /// shape (the values of a shape template's `$n`).
     fn inspect_shaped(&self, db: &str, sql: &[u8]) -> (Verdict, Vec<String>) {
         let rules = self.rules(db);
-        if rules.rules.is_empty() || !mentions_any(sql, &rules.needles) {
+        if rules.rules.is_empty() || !rules.needles.in_text(sql) {
             return (Verdict::Irrelevant, Vec::new());
         }
         let shaped = std::str::from_utf8(sql)
@@ -551,11 +553,39 @@ impl Coalescer {
 }
 
 /// Whether `sql` contains any needle, ignoring ASCII case.
-fn mentions_any(sql: &[u8], needles: &[String]) -> bool {
-    needles.iter().any(|n| {
-        let n = n.as_bytes();
-        !n.is_empty() && sql.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-    })
+/// Names to look for in statement text, in any ASCII case. The check runs
+/// on every statement of a database with rules: one table lookup per byte,
+/// and the names are compared only where a byte starts one of them.
+#[derive(Default)]
+struct Needles {
+    /// Lower-cased names.
+    names: Vec<String>,
+    /// Whether a byte (either case) is the first byte of a name.
+    starts: Vec<bool>,
+}
+
+impl Needles {
+    fn new(names: Vec<String>) -> Needles {
+        let mut starts = vec![false; 256];
+        for n in &names {
+            if let Some(&first) = n.as_bytes().first() {
+                starts[first.to_ascii_lowercase() as usize] = true;
+                starts[first.to_ascii_uppercase() as usize] = true;
+            }
+        }
+        Needles { names, starts }
+    }
+
+    /// Whether `sql` mentions any of the names.
+    fn in_text(&self, sql: &[u8]) -> bool {
+        sql.iter().enumerate().any(|(i, &c)| {
+            self.starts[c as usize]
+                && self.names.iter().any(|n| {
+                    sql.get(i..i + n.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(n.as_bytes()))
+                })
+        })
+    }
 }
 
 /// Logs the counters every 10 s while they change.

@@ -11,7 +11,6 @@
 mod exchange;
 mod replay;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use crate::cancel::{CancelKey, CancelTarget};
 use crate::classify::Template;
 use crate::coalesce::{AckResult, Coalescer, Group, Verdict};
 use crate::error::ClientError;
+use crate::fasthash::FastMap;
 use crate::params::ClientParams;
 use crate::pinning;
 use crate::pool::{Lease, Pool};
@@ -88,10 +88,10 @@ pub struct Relay {
     statements: ClientStatements,
     cancel: CancelKey,
     who: Identity,
-    portals: HashMap<Vec<u8>, Intercepted>,
+    portals: FastMap<Vec<u8>, Intercepted>,
     /// Coalescing groups by template address; the template is held here so
     /// its address cannot be reused while cached.
-    groups: HashMap<usize, (Arc<Template>, Arc<Group>)>,
+    groups: FastMap<usize, (Arc<Template>, Arc<Group>)>,
     x: Exchange,
     to_server: BytesMut,
     /// When this client's last write on the primary finished: its reads
@@ -137,8 +137,8 @@ impl Relay {
             statements: ClientStatements::default(),
             cancel,
             who,
-            portals: HashMap::new(),
-            groups: HashMap::new(),
+            portals: FastMap::default(),
+            groups: FastMap::default(),
             x: Exchange::new(params),
             to_server: BytesMut::with_capacity(8 * 1024),
             last_write: None,
@@ -234,24 +234,30 @@ impl Relay {
             // by more of the client's until it has been handled.
             let listen = self.waiting.is_none();
             let stopping = &mut self.who.stopping;
+            // In order: the server's replies are read before more of the
+            // client's messages (and no random draw is needed to choose).
             let event = match (self.link.lease(), ack) {
                 (None, None) => tokio::select! {
+                    biased;
                     r = io.fill() => Event::Client(r),
                     _ = stopping.changed() => Event::Stop,
                 },
                 (None, Some(rx)) => tokio::select! {
-                    r = io.fill() => Event::Client(r),
+                    biased;
                     a = rx => Event::Ack(a.unwrap_or_else(|_| Err(shutting_down()))),
+                    r = io.fill() => Event::Client(r),
                 },
                 (Some(lease), None) => tokio::select! {
-                    r = io.fill(), if listen => Event::Client(r),
+                    biased;
                     r = lease.fill() => Event::Server(r),
+                    r = io.fill(), if listen => Event::Client(r),
                     _ = stopping.changed() => Event::Stop,
                 },
                 (Some(lease), Some(rx)) => tokio::select! {
-                    r = io.fill(), if listen => Event::Client(r),
+                    biased;
                     r = lease.fill() => Event::Server(r),
                     a = rx => Event::Ack(a.unwrap_or_else(|_| Err(shutting_down()))),
+                    r = io.fill(), if listen => Event::Client(r),
                 },
             };
             match event {
@@ -442,33 +448,32 @@ impl Relay {
         let b = inspect::bind(frame.body()).ok_or_else(|| malformed("Bind"))?;
         let stmt = self.statements.get(b.statement).cloned();
         if let Some(cs) = &stmt {
-            if let (Verdict::Upsert(t), true) = (&cs.verdict, self.can_intercept()) {
-                let declared = inspect::parse(cs.shared.parse.body()).map(|p| p.param_types);
-                let taken = upsert::row_from_bind(
-                    t,
-                    b.rest,
-                    cs.shared.param_oids.get(),
-                    declared.unwrap_or(&[]),
-                );
-                if let Some((row, result_format)) = taken {
-                    self.portals.insert(
-                        b.portal.to_vec(),
-                        Intercepted {
-                            template: t.clone(),
-                            row,
-                            result_format,
-                        },
+            if let Verdict::Upsert(t) = &cs.verdict {
+                if self.can_intercept() {
+                    let taken = upsert::row_from_bind(
+                        t,
+                        b.rest,
+                        cs.shared.param_oids.get(),
+                        &cs.shared.param_types,
                     );
-                    self.x.push_local(build::bind_complete());
-                    return Ok(());
+                    if let Some((row, result_format)) = taken {
+                        self.portals.insert(
+                            b.portal.to_vec(),
+                            Intercepted {
+                                template: t.clone(),
+                                row,
+                                result_format,
+                            },
+                        );
+                        self.x.push_local(build::bind_complete());
+                        return Ok(());
+                    }
                 }
             }
             self.barrier(&cs.verdict).await?;
         }
-        let query = stmt
-            .as_ref()
-            .and_then(|cs| inspect::parse(cs.shared.parse.body()).map(|p| p.query.to_vec()));
-        if !self.server(b'B', query.as_deref()).await? {
+        let query = stmt.as_ref().map(|cs| &cs.shared.query[..]);
+        if !self.server(b'B', query).await? {
             return Ok(());
         }
         let Some(lease) = self.link.lease() else {
@@ -477,8 +482,7 @@ impl Relay {
         match &stmt {
             Some(cs) => {
                 prepare_on(lease, &cs.shared, false, &mut self.to_server, &mut self.x);
-                let bind = build::bind(b.portal, &cs.shared.name, b.rest);
-                self.to_server.extend_from_slice(bind.raw());
+                build::put_bind(&mut self.to_server, b.portal, &cs.shared.name, b.rest);
             }
             None => self.to_server.extend_from_slice(frame.raw()),
         }
