@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use wire::build;
@@ -274,6 +274,20 @@ impl ServerConn {
     pub fn try_frame(&mut self) -> std::io::Result<Option<Frame>> {
         decode_frame(&mut self.rbuf, MAX_SERVER_MESSAGE)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Moves the complete frames at the front of the read buffer whose tag
+    /// `plain` accepts to `out` as they are, without making a frame of each
+    /// (rows of a large result). Stops at the first other, incomplete or
+    /// malformed one, which is left for [`try_frame`](Self::try_frame).
+    pub fn copy_plain(&mut self, out: &mut BytesMut, plain: impl Fn(u8) -> bool) {
+        while let Ok(Some((tag, total))) = wire::complete_frame(&self.rbuf, MAX_SERVER_MESSAGE) {
+            if !plain(tag) {
+                return;
+            }
+            out.extend_from_slice(&self.rbuf[..total]);
+            self.rbuf.advance(total);
+        }
     }
 
     /// Reads more bytes from the socket; cancel-safe, so it may sit in a

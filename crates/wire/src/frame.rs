@@ -79,12 +79,32 @@ pub enum FrameError {
     TooLarge { tag: char, length: u64, max: usize },
 }
 
+/// The tag and total size (tag byte included) of the typed frame at the
+/// front of `buf`, once all of it is there (`Ok(None)` before). A length word
+/// below 4 or above `max` is an error.
+pub fn complete_frame(buf: &[u8], max: usize) -> Result<Option<(u8, usize)>, FrameError> {
+    Ok(header(buf, max)?.filter(|&(_, total)| buf.len() >= total))
+}
+
 /// Splits one typed frame off the front of `buf`.
 ///
 /// Returns `Ok(None)` while the frame is incomplete (and reserves room for the
 /// rest once its length is known and within `max`). A length word below 4 or
 /// above `max` is an error before any allocation happens.
 pub fn decode_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, FrameError> {
+    let Some((_, total)) = header(buf, max)? else {
+        return Ok(None);
+    };
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    Ok(Some(Frame::from_raw(buf.split_to(total).freeze())))
+}
+
+/// The tag and total size of the frame whose header starts `buf`, if the
+/// header is all there.
+fn header(buf: &[u8], max: usize) -> Result<Option<(u8, usize)>, FrameError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -104,12 +124,7 @@ pub fn decode_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Fra
             max,
         });
     }
-    if buf.len() < total {
-        buf.reserve(total - buf.len());
-        return Ok(None);
-    }
-    let raw = buf.split_to(total).freeze();
-    Ok(Some(Frame::from_raw(raw)))
+    Ok(Some((tag, total)))
 }
 
 /// Reads the big-endian i32 at the start of `buf` without consuming it.

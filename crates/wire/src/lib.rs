@@ -24,6 +24,6 @@ pub mod reader;
 pub mod sqlstate;
 pub mod startup;
 
-pub use frame::{decode_frame, Frame, FrameError};
+pub use frame::{complete_frame, decode_frame, Frame, FrameError};
 pub use sqlstate::SqlState;
 pub use startup::{decode_startup, StartupPacket};

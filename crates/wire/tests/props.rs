@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use wire::build::{self, Severity};
 use wire::inspect::{self, AuthRequest, Target, TxStatus};
 use wire::startup::{StartupError, MAX_STARTUP_PACKET};
-use wire::{decode_frame, decode_startup, Frame, FrameError, SqlState, StartupPacket};
+use wire::{
+    complete_frame, decode_frame, decode_startup, Frame, FrameError, SqlState, StartupPacket,
+};
 
 const MAX: usize = 1 << 20;
 
@@ -121,6 +123,32 @@ proptest! {
         let f = decode_frame(&mut buf, MAX).unwrap().expect("complete frame");
         assert_same(&f, tag, &body);
         prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn complete_frame_sees_what_decode_frame_takes(
+        bytes in vec(any::<u8>(), 0..64),
+        tag in any::<u8>(),
+        body in body(),
+        split in any::<prop::sample::Index>(),
+    ) {
+        // Arbitrary bytes and any prefix of a real frame: complete_frame
+        // reports a frame exactly when decode_frame would split one off,
+        // with its tag and size, and errs exactly when it errs.
+        let wire = typed(tag, &body);
+        for input in [bytes.clone(), wire[..split.index(wire.len() + 1)].to_vec()] {
+            let peeked = complete_frame(&input, MAX);
+            let mut buf = BytesMut::from(&input[..]);
+            match (peeked, decode_frame(&mut buf, MAX)) {
+                (Ok(Some((t, total))), Ok(Some(f))) => {
+                    prop_assert_eq!(t, f.tag());
+                    prop_assert_eq!(total, f.raw().len());
+                }
+                (Ok(None), Ok(None)) => {}
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "complete_frame {:?}, decode_frame {:?}", a, b),
+            }
+        }
     }
 
     #[test]

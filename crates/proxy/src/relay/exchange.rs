@@ -173,6 +173,16 @@ impl Exchange {
     }
 
     /// Handles one server message: books, then forward (or swallow).
+    /// Whether [`on_server`](Self::on_server) only forwards frames with this
+    /// tag (rows, notices, COPY data...): they change no books and make no
+    /// made-up reply due, so they may be copied to the client as they are.
+    pub fn passes_through(tag: u8) -> bool {
+        !matches!(
+            tag,
+            b'S' | b'Z' | b'E' | b'1' | b'2' | b'3' | b't' | b'T' | b'n' | b'C' | b'I' | b's'
+        )
+    }
+
     pub fn on_server(&mut self, lease: &mut ServerConn, frame: Frame) {
         let mut forward = true;
         match frame.tag() {

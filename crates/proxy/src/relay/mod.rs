@@ -292,7 +292,14 @@ impl Relay {
                         continue;
                     };
                     let mut failed = None;
-                    while let Some(frame) = lease.try_frame().map_err(lost)? {
+                    loop {
+                        // A read being replayed judges every frame.
+                        if self.replay.is_none() {
+                            lease.copy_plain(&mut self.x.to_client, Exchange::passes_through);
+                        }
+                        let Some(frame) = lease.try_frame().map_err(lost)? else {
+                            break;
+                        };
                         if let Some(r) = &mut self.replay {
                             let terminal = self
                                 .x
