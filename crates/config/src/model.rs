@@ -72,6 +72,9 @@ pub struct Config {
     /// How reads are split to the databases' `replicas` (YAML key
     /// `read_split`). Unused by databases without replicas.
     pub read_split: ReadSplit,
+    /// TLS for clients connecting to the proxy (YAML key `tls`). Default
+    /// none: an SSLRequest is answered `N` and clients talk in plain text.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Config {
@@ -89,6 +92,7 @@ impl Default for Config {
             databases: Vec::new(),
             coalesce: Vec::new(),
             read_split: ReadSplit::default(),
+            tls: None,
         }
     }
 }
@@ -399,6 +403,33 @@ impl Default for ReadSplit {
     }
 }
 
+/// TLS on the client leg: the certificate the proxy presents to clients
+/// and whether they must use it (YAML key `tls`). The files are read when
+/// the proxy starts; a missing or unparsable one stops it there.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file with the server certificate first, then any intermediates.
+    pub cert_file: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Whether clients may stay in plain text. Default `allow`.
+    #[serde(default)]
+    pub client_mode: TlsClientMode,
+}
+
+/// Whether a client must negotiate TLS before it logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsClientMode {
+    /// TLS and plain-text clients are both accepted (libpq's default
+    /// `sslmode=prefer` then uses TLS).
+    #[default]
+    Allow,
+    /// A client that logs in without TLS is refused (28000).
+    Require,
+}
+
 /// When a coalesced write is acknowledged to its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -660,6 +691,7 @@ keyword_enum!(
     ScramSha256 => "scram-sha-256",
 );
 keyword_enum!(LogFormat, "log format", Text => "text", Json => "json");
+keyword_enum!(TlsClientMode, "TLS client mode", Allow => "allow", Require => "require");
 keyword_enum!(AckMode, "ack mode", Flushed => "flushed", Immediate => "immediate");
 keyword_enum!(
     Balancing,

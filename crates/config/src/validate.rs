@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::model::{
-    AckMode, AuthMethod, CoalesceRule, Config, Database, PoolSettings, ReadSplit, User,
+    AckMode, AuthMethod, CoalesceRule, Config, Database, PoolSettings, ReadSplit, Tls, User,
     MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
 };
 use crate::scram::ScramSecret;
@@ -42,6 +42,10 @@ impl Config {
     /// `flush_interval > 0`, `max_batch >= 1`, `max_pending >= max_batch`;
     /// `rejects_file` only with `ack: immediate`; no two rules on the same
     /// function or table for an overlapping set of databases.
+    ///
+    /// TLS: `tls.cert_file` and `tls.key_file` are non-empty paths. Whether
+    /// they exist and hold a usable certificate and key is checked when the
+    /// proxy starts, which reads them.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_client_conn == 0 {
             return Err(ConfigError::invalid(
@@ -64,6 +68,9 @@ impl Config {
         }
         validate_pool(&self.pool)?;
         validate_read_split(&self.read_split)?;
+        if let Some(tls) = &self.tls {
+            validate_tls(tls)?;
+        }
         self.validate_users()?;
         self.validate_databases()?;
         self.validate_coalesce()
@@ -210,6 +217,18 @@ fn validate_read_split(read_split: &ReadSplit) -> Result<(), ConfigError> {
 }
 
 /// One user's credentials against its auth method; `at` is `users[i]`.
+fn validate_tls(tls: &Tls) -> Result<(), ConfigError> {
+    for (field, path) in [
+        ("tls.cert_file", &tls.cert_file),
+        ("tls.key_file", &tls.key_file),
+    ] {
+        if path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(field, "must not be empty"));
+        }
+    }
+    Ok(())
+}
+
 fn validate_user(at: &str, user: &User) -> Result<(), ConfigError> {
     for (field, secret) in [
         ("password", &user.password),

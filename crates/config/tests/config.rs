@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::{assert_invalid, parse, parse_err};
 
 use config::{
-    load, AuthMethod, Config, ConfigError, Database, LogFormat, PoolMode, PoolSettings, User,
+    load, AuthMethod, Config, ConfigError, Database, LogFormat, PoolMode, PoolSettings, Tls,
+    TlsClientMode, User,
 };
 
 const VERIFIER: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0$\
@@ -161,6 +162,7 @@ databases:
         coalesce: vec![],
         read_split: Default::default(),
         metrics_listen: None,
+        tls: None,
     };
     let config = parse(&yaml);
     assert_eq!(config, expected);
@@ -224,6 +226,67 @@ fn bad_enum_values_are_parse_errors() {
     assert_parse_at(&err, 2, "statement");
     let err = parse_err("users:\n  - name: a\n    auth: scram\ndatabases: []\n");
     assert_parse_at(&err, 3, "scram");
+}
+
+#[test]
+fn tls_section_is_optional_and_client_mode_defaults_to_allow() {
+    assert_eq!(parse(MINIMAL).tls, None);
+    let config = parse(&format!(
+        "{MINIMAL}tls:\n  cert_file: /etc/pgcoalesce/server.crt\n  \
+         key_file: /etc/pgcoalesce/server.key\n"
+    ));
+    assert_eq!(
+        config.tls,
+        Some(Tls {
+            cert_file: "/etc/pgcoalesce/server.crt".into(),
+            key_file: "/etc/pgcoalesce/server.key".into(),
+            client_mode: TlsClientMode::Allow,
+        })
+    );
+    let config = parse(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  client_mode: require\n"
+    ));
+    assert_eq!(
+        config.tls.map(|t| t.client_mode),
+        Some(TlsClientMode::Require)
+    );
+    assert_eq!("require".parse(), Ok(TlsClientMode::Require));
+    assert_eq!(TlsClientMode::Allow.to_string(), "allow");
+}
+
+#[test]
+fn tls_section_rejects_unknown_keys_bad_modes_and_missing_paths() {
+    // Lines 7.. are the tls section.
+    let err = parse_err(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n"
+    ));
+    assert_parse_at(&err, 10, "ca_file");
+    let err = parse_err(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  client_mode: prefer\n"
+    ));
+    assert_parse_at(&err, 10, "prefer");
+    let err = parse_err(&format!("{MINIMAL}tls:\n  cert_file: c.pem\n"));
+    assert!(err.to_string().contains("key_file"), "{err}");
+    let err = parse_err(&format!(
+        "{MINIMAL}tls:\n  cert_file: \"\"\n  key_file: k.pem\n"
+    ));
+    assert_invalid(&err, "tls.cert_file", "must not be empty");
+}
+
+#[test]
+fn reference_config_tls_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/pgcoalesce.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(load(&path).unwrap().tls, None);
+    let example: String = text
+        .lines()
+        .skip_while(|line| !line.starts_with("#tls:"))
+        .take_while(|line| line.starts_with('#'))
+        .map(|line| format!("{}\n", &line[1..]))
+        .collect();
+    assert!(example.starts_with("tls:"), "no example in {path:?}");
+    let tls = parse(&format!("{MINIMAL}{example}")).tls.expect("tls");
+    assert_eq!(tls.client_mode, TlsClientMode::Require);
 }
 
 #[test]

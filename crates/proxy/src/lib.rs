@@ -20,6 +20,7 @@
 //! - [`route`]: whether a statement may run on a replica (sqlparser).
 //! - [`router`]: read routing of one database: replicas, volatility, cache.
 //! - [`state`]: what all sessions share.
+//! - [`tls`]: TLS on the client leg: the acceptor and the client's stream.
 //! - [`quote`]: quoting in SQL the proxy writes itself.
 //! - [`error`]: errors with a SQLSTATE a client may see.
 
@@ -43,6 +44,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod upsert;
 
 pub use listener::Proxy;

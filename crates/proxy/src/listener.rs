@@ -38,11 +38,19 @@ pub enum StartError {
     },
     #[error("invalid user credentials: {0}")]
     Credentials(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Proxy {
     /// Binds `config.listen` (port 0 picks a free port) and starts serving.
+    /// With a `tls` section, its certificate and key are read first.
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::ClientTls::load)
+            .transpose()?;
         let listen = config.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -54,7 +62,7 @@ impl Proxy {
             addr: listen,
             source,
         })?;
-        let shared = Shared::new(config).map_err(StartError::Credentials)?;
+        let shared = Shared::new(config, tls).map_err(StartError::Credentials)?;
         let (stop, stopped) = watch::channel(false);
         let metrics_addr = match shared.config.metrics_listen {
             Some(at) => Some(

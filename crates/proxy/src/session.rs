@@ -1,5 +1,6 @@
 //! One client connection from its first byte to its last: the startup
-//! packet, authentication, the login handshake, then the relay loop.
+//! packet (and TLS, when the client asks and the proxy has it),
+//! authentication, the login handshake, then the relay loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +18,14 @@ use crate::error::ClientError;
 use crate::params::ClientParams;
 use crate::relay::{Identity, Relay};
 use crate::state::Shared;
+use crate::tls::ClientStream;
 
 /// How long a client may take from connecting to being authenticated.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The client's socket with its read buffer.
+/// The client's connection (plain or TLS) with its read buffer.
 pub struct ClientIo {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     pub rbuf: BytesMut,
     pub max_message: usize,
 }
@@ -56,9 +58,14 @@ impl ClientIo {
             .map_err(|e| ClientError::fatal(SqlState::PROTOCOL_VIOLATION, e.to_string()))
     }
 
-    /// Writes and flushes.
+    /// Writes and flushes (for TLS, the records rustls holds go out too;
+    /// a plain socket has nothing to flush).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream.write_all(bytes).await.map_err(|_| gone())
+        self.stream.write_all(bytes).await.map_err(|_| gone())?;
+        if self.stream.is_tls() {
+            self.stream.flush().await.map_err(|_| gone())?;
+        }
+        Ok(())
     }
 }
 
@@ -72,7 +79,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let mut io = ClientIo {
-        stream,
+        stream: ClientStream::Plain(stream),
         rbuf: BytesMut::with_capacity(8 * 1024),
         max_message: shared.config.max_message_size,
     };
@@ -111,12 +118,27 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
             Err(e) => return Err(startup_error(e)),
         };
         match packet {
-            // No TLS or GSSAPI encryption yet: answer 'N', the client goes
-            // on in plain text (or gives up if it requires encryption).
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => io.send(b"N").await?,
+            StartupPacket::SslRequest => {
+                if !negotiate_tls(shared, io).await? {
+                    return Ok(None);
+                }
+            }
+            StartupPacket::GssEncRequest if io.stream.is_tls() => return Err(late_request()),
+            // No GSSAPI encryption: answer 'N', the client goes on in plain
+            // text (or asks for TLS next, or gives up if it requires
+            // encryption).
+            StartupPacket::GssEncRequest => io.send(b"N").await?,
             StartupPacket::Cancel { pid, secret } => {
                 shared.cancels.cancel(pid, secret).await;
                 return Ok(None);
+            }
+            StartupPacket::Startup { .. }
+                if !io.stream.is_tls() && shared.tls.as_ref().is_some_and(|t| t.required) =>
+            {
+                return Err(ClientError::fatal(
+                    SqlState::INVALID_AUTHORIZATION,
+                    "TLS is required: connect with sslmode=require or stronger",
+                ));
             }
             StartupPacket::Startup {
                 major,
@@ -240,6 +262,46 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
         stopping: shared.stopping.subscribe(),
     };
     Ok(Some(Relay::new(pool, lease, client_params, cancel, who)))
+}
+
+/// Answers an SSLRequest: `N` when the proxy has no TLS, else `S` and the
+/// server side of the handshake; the startup packet then comes over TLS.
+/// `Ok(false)`: the handshake failed and the connection is over.
+async fn negotiate_tls(shared: &Shared, io: &mut ClientIo) -> Result<bool, ClientError> {
+    if io.stream.is_tls() {
+        return Err(late_request());
+    }
+    let Some(tls) = &shared.tls else {
+        io.send(b"N").await?;
+        return Ok(true);
+    };
+    // Bytes already here were sent in plain text before the handshake and
+    // may have been injected by a man in the middle (CVE-2021-23214): never
+    // treat them as part of the encrypted session. Postgres refuses them
+    // with the same message; refusing before `S` keeps the client from
+    // waiting on a handshake that cannot work.
+    if !io.rbuf.is_empty() {
+        return Err(ClientError::fatal(
+            SqlState::PROTOCOL_VIOLATION,
+            "received unencrypted data after SSL request",
+        ));
+    }
+    io.send(b"S").await?;
+    match io.stream.start_tls(&tls.acceptor).await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            tracing::debug!(error = %e, "client TLS handshake failed");
+            Ok(false)
+        }
+    }
+}
+
+/// An encryption request on a connection that is already encrypted.
+fn late_request() -> ClientError {
+    ClientError::fatal(
+        SqlState::PROTOCOL_VIOLATION,
+        "encryption requested again on an encrypted connection",
+    )
 }
 
 /// Postgres's spelling of the reported parameters whose names have capitals.

@@ -17,10 +17,13 @@ use crate::pool::{Pool, PoolConfig};
 use crate::replicas::{ReadSplitSettings, ReplicaSet};
 use crate::router::Router;
 use crate::server::ServerTarget;
+use crate::tls::ClientTls;
 
 /// Shared state of one running proxy.
 pub struct Shared {
     pub config: Config,
+    /// TLS for clients, when the config has a `tls` section.
+    pub tls: Option<ClientTls>,
     pub credentials: HashMap<String, Credential>,
     pools: DashMap<(String, String), Pool>,
     /// Client pools on replicas, by (database, user, replica index).
@@ -49,7 +52,8 @@ impl Shared {
     }
 
     /// Prepares credentials (SCRAM key derivation happens here, once).
-    pub fn new(config: Config) -> Result<Arc<Shared>, String> {
+    /// `tls` is the client-side TLS loaded from `config.tls`.
+    pub fn new(config: Config, tls: Option<ClientTls>) -> Result<Arc<Shared>, String> {
         let mut credentials = HashMap::new();
         for u in &config.users {
             credentials.insert(u.name.clone(), Credential::for_user(u)?);
@@ -60,6 +64,7 @@ impl Shared {
         let mut shared = Shared {
             coalescer,
             config,
+            tls,
             credentials,
             pools: DashMap::new(),
             cancels: CancelRegistry::default(),

@@ -1,0 +1,476 @@
+//! TLS on the client leg, with psql, pgbench and raw sockets: certificates
+//! from a test CA made with rcgen, verified by libpq (`sslmode=verify-full`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::{proxy_config, run, try_connect, Env, Setup, DB, PASSWORD, USER};
+use config::{AuthMethod, Tls, TlsClientMode};
+use proxy::Proxy;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wire::{build, decode_frame, Frame};
+
+/// Upper bound for any single exchange in these tests.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// SSLRequest: length 8, code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// A test CA and a certificate for `localhost` and 127.0.0.1 signed by it,
+/// as PEM files in their own directory.
+struct Certs {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    ca_der: CertificateDer<'static>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Certs {
+    fn new() -> Certs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "pgcoalesce test CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
+            .expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let cert = params.signed_by(&key, &ca).expect("server certificate");
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("write PEM");
+            path
+        };
+        Certs {
+            ca: write("ca.pem", ca.pem()),
+            ca_der: ca.der().clone(),
+            cert: write("server.crt", cert.pem()),
+            key: write("server.key", key.serialize_pem()),
+            _dir: dir,
+        }
+    }
+
+    fn tls(&self, client_mode: TlsClientMode) -> Tls {
+        Tls {
+            cert_file: self.cert.clone(),
+            key_file: self.key.clone(),
+            client_mode,
+        }
+    }
+}
+
+/// A second proxy, with `tls`, in front of `env`'s Postgres.
+async fn tls_proxy(env: &Env, setup: &Setup, tls: Tls) -> Proxy {
+    let mut config = proxy_config(&env.pg, setup);
+    config.tls = Some(tls);
+    Proxy::start(config).await.expect("start TLS proxy")
+}
+
+/// libpq connection string through `addr` as `localhost`, plus `extra`.
+fn conninfo(addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "host=localhost port={} user={USER} password={PASSWORD} dbname={DB} {extra}",
+        addr.port()
+    )
+}
+
+/// psql running `\conninfo` and a query; (success, stdout, stderr).
+fn psql_conninfo(conn: &str) -> (bool, String, String) {
+    tokio::task::block_in_place(|| {
+        run(
+            "psql",
+            &[
+                "-X",
+                "-A",
+                "-t",
+                conn,
+                "-c",
+                "\\conninfo",
+                "-c",
+                "SELECT 'answer ' || (40 + 2)",
+            ],
+            None,
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_mode_serves_verified_tls_and_plain_clients() {
+    let env = Env::start(Setup::default()).await;
+    let certs = Certs::new();
+    let proxy = tls_proxy(&env, &Setup::default(), certs.tls(TlsClientMode::Allow)).await;
+    let ca = certs.ca.display().to_string();
+
+    let conn = conninfo(
+        proxy.addr(),
+        &format!("sslmode=verify-full sslrootcert={ca}"),
+    );
+    let (ok, out, err) = psql_conninfo(&conn);
+    assert!(ok, "psql verify-full failed: {err}");
+    assert!(out.contains("SSL connection"), "stdout: {out}");
+    assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+
+    // libpq's default (prefer) takes TLS when offered.
+    let (ok, out, err) = psql_conninfo(&conninfo(proxy.addr(), &format!("sslrootcert={ca}")));
+    assert!(ok, "psql prefer failed: {err}");
+    assert!(out.contains("SSL connection"), "stdout: {out}");
+
+    let (ok, out, err) = psql_conninfo(&conninfo(proxy.addr(), "sslmode=disable"));
+    assert!(ok, "psql sslmode=disable failed: {err}");
+    assert!(!out.contains("SSL connection"), "stdout: {out}");
+    assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+
+    // A certificate for another name fails libpq's verification.
+    let other = format!(
+        "host=127.0.0.2 port={} user={USER} password={PASSWORD} dbname={DB} \
+         sslmode=verify-full sslrootcert={ca}",
+        proxy.addr().port()
+    );
+    let (ok, _, _) = psql_conninfo(&other);
+    assert!(!ok, "verify-full accepted a certificate for another host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_mode_refuses_plain_logins_with_28000() {
+    let env = Env::start(Setup::default()).await;
+    let certs = Certs::new();
+    let proxy = tls_proxy(&env, &Setup::default(), certs.tls(TlsClientMode::Require)).await;
+    let ca = certs.ca.display().to_string();
+
+    let (ok, _, err) = psql_conninfo(&conninfo(proxy.addr(), "sslmode=disable"));
+    assert!(!ok, "a plain-text login was accepted");
+    assert!(err.contains("TLS is required"), "stderr: {err}");
+    let plain = format!(
+        "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{DB}",
+        proxy.addr().port()
+    );
+    let Err(e) = try_connect(&plain).await else {
+        panic!("a plain-text tokio-postgres login was accepted");
+    };
+    assert_eq!(
+        e.as_db_error().map(|d| d.code().code()),
+        Some("28000"),
+        "{e}"
+    );
+
+    let (ok, out, err) = psql_conninfo(&conninfo(
+        proxy.addr(),
+        &format!("sslmode=require sslrootcert={ca}"),
+    ));
+    assert!(ok, "psql sslmode=require failed: {err}");
+    assert!(out.contains("SSL connection"), "stdout: {out}");
+    assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tls_section_ssl_is_declined() {
+    let env = Env::start(Setup::default()).await;
+    let (ok, _, err) = psql_conninfo(&conninfo(env.addr(), "sslmode=require"));
+    assert!(!ok, "sslmode=require succeeded without TLS");
+    assert!(err.contains("server does not support SSL"), "stderr: {err}");
+
+    let (ok, out, err) = psql_conninfo(&conninfo(env.addr(), "sslmode=prefer"));
+    assert!(ok, "psql sslmode=prefer failed: {err}");
+    assert!(!out.contains("SSL connection"), "stdout: {out}");
+    assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_after_ssl_request_and_bad_handshakes_are_refused() {
+    let env = Env::start(Setup::default()).await;
+    let certs = Certs::new();
+    let proxy = tls_proxy(&env, &Setup::default(), certs.tls(TlsClientMode::Allow)).await;
+    let url = format!(
+        "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{DB}",
+        proxy.addr().port()
+    );
+    let good = try_connect(&url).await.expect("good client");
+
+    // SSLRequest and StartupMessage in one write: the startup was sent in
+    // plain text before any handshake and must not be trusted.
+    let mut bad = TcpStream::connect(proxy.addr()).await.expect("connect");
+    let mut bytes = SSL_REQUEST.to_vec();
+    bytes.extend_from_slice(&build::startup_message(&[("user", USER), ("database", DB)]));
+    bad.write_all(&bytes).await.expect("write");
+    let mut reply = Vec::new();
+    tokio::time::timeout(IO_TIMEOUT, bad.read_to_end(&mut reply))
+        .await
+        .expect("the proxy answers and closes")
+        .expect("read");
+    assert_eq!(reply.first(), Some(&b'E'), "reply: {reply:?}");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("C08P01"), "reply: {text}");
+    assert!(
+        text.contains("received unencrypted data after SSL request"),
+        "reply: {text}"
+    );
+
+    // 'S', then something that is not a ClientHello: the connection ends.
+    let mut bad = TcpStream::connect(proxy.addr()).await.expect("connect");
+    bad.write_all(&SSL_REQUEST).await.expect("write");
+    let mut s = [0u8; 1];
+    bad.read_exact(&mut s).await.expect("read S");
+    assert_eq!(&s, b"S");
+    bad.write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(IO_TIMEOUT, bad.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes after a bad handshake");
+    assert!(!rest.starts_with(b"E"), "plain text after S: {rest:?}");
+
+    // 'S', then the client hangs up mid-handshake.
+    let mut bad = TcpStream::connect(proxy.addr()).await.expect("connect");
+    bad.write_all(&SSL_REQUEST).await.expect("write");
+    bad.read_exact(&mut s).await.expect("read S");
+    drop(bad);
+
+    // A second SSLRequest inside TLS is a protocol violation.
+    let mut tls = tls_connect(proxy.addr(), &certs).await;
+    tls.write_all(&SSL_REQUEST).await.expect("write");
+    tls.flush().await.expect("flush");
+    let e = next_frame(&mut tls, &mut BytesMut::new())
+        .await
+        .expect("an error");
+    assert_eq!(sqlstate(&e).as_deref(), Some("08P01"));
+
+    // Meanwhile the established client and new ones are served.
+    let row = good.query_one("SELECT 7", &[]).await.expect("good query");
+    assert_eq!(row.get::<_, i32>(0), 7);
+    let fresh = try_connect(&url).await.expect("new client");
+    let row = fresh.query_one("SELECT 8", &[]).await.expect("new query");
+    assert_eq!(row.get::<_, i32>(0), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gssenc_then_ssl_request_and_cancels_plain_or_over_tls() {
+    let trust = || Setup {
+        client_auth: AuthMethod::Trust,
+        ..Setup::default()
+    };
+    let env = Env::start(trust()).await;
+    let certs = Certs::new();
+    // Require: a plain-text cancel is still accepted (libpq before 17 never
+    // encrypts one).
+    let proxy = tls_proxy(&env, &trust(), certs.tls(TlsClientMode::Require)).await;
+
+    for cancel_over_tls in [false, true] {
+        // A session over TLS, reached the way libpq's gssencmode=prefer does:
+        // GSSENCRequest ('N'), then SSLRequest.
+        let mut session = tls_connect_after_gssenc(proxy.addr(), &certs).await;
+        let mut buf = BytesMut::new();
+        session
+            .write_all(&build::startup_message(&[("user", USER), ("database", DB)]))
+            .await
+            .expect("startup");
+        session.flush().await.expect("flush");
+        let (pid, secret) = login(&mut session, &mut buf).await;
+        session
+            .write_all(build::query("SELECT pg_sleep(30)").raw())
+            .await
+            .expect("query");
+        session.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let cancel = build::cancel_request(pid, secret);
+        if cancel_over_tls {
+            let mut c = tls_connect(proxy.addr(), &certs).await;
+            c.write_all(&cancel).await.expect("cancel");
+            c.flush().await.expect("flush");
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(IO_TIMEOUT, c.read_to_end(&mut sink)).await;
+        } else {
+            let mut c = TcpStream::connect(proxy.addr()).await.expect("connect");
+            c.write_all(&cancel).await.expect("cancel");
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(IO_TIMEOUT, c.read_to_end(&mut sink)).await;
+        }
+        let code = loop {
+            let f = next_frame(&mut session, &mut buf)
+                .await
+                .expect("a reply to the query");
+            if f.tag() == b'E' {
+                break sqlstate(&f);
+            }
+            assert_ne!(f.tag(), b'Z', "the query was not canceled");
+        };
+        assert_eq!(
+            code.as_deref(),
+            Some("57014"),
+            "over TLS: {cancel_over_tls}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_over_tls_has_no_failures() {
+    let env = Env::start(Setup::default()).await;
+    let certs = Certs::new();
+    let proxy = tls_proxy(&env, &Setup::default(), certs.tls(TlsClientMode::Require)).await;
+    let script = certs.ca.with_file_name("select.sql");
+    std::fs::write(&script, "SELECT 1;\n").expect("script");
+    let conn = conninfo(
+        proxy.addr(),
+        &format!("sslmode=verify-full sslrootcert={}", certs.ca.display()),
+    );
+    let script = script.display().to_string();
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        run(
+            "pgbench",
+            &[
+                "-n", "-c", "4", "-j", "4", "-t", "200", "-f", &script, &conn,
+            ],
+            None,
+        )
+    });
+    assert!(ok, "pgbench: {err}\n{out}");
+    assert!(
+        out.contains("number of transactions actually processed: 800/800"),
+        "{out}"
+    );
+    assert!(
+        out.contains("number of failed transactions: 0 (0.000%)"),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Raw TLS client
+// ---------------------------------------------------------------------------
+
+type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// SSLRequest, 'S', and a verified handshake for `localhost`.
+async fn tls_connect(addr: SocketAddr, certs: &Certs) -> ClientTls {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    handshake(tcp, certs).await
+}
+
+/// GSSENCRequest ('N' expected), then as [`tls_connect`].
+async fn tls_connect_after_gssenc(addr: SocketAddr, certs: &Certs) -> ClientTls {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    // GSSENCRequest: length 8, code 80877104.
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30])
+        .await
+        .expect("gssenc");
+    let mut n = [0u8; 1];
+    tcp.read_exact(&mut n).await.expect("read N");
+    assert_eq!(&n, b"N");
+    handshake(tcp, certs).await
+}
+
+async fn handshake(mut tcp: TcpStream, certs: &Certs) -> ClientTls {
+    tcp.write_all(&SSL_REQUEST).await.expect("ssl request");
+    let mut s = [0u8; 1];
+    tcp.read_exact(&mut s).await.expect("read S");
+    assert_eq!(&s, b"S");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certs.ca_der.clone()).expect("CA");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio::time::timeout(
+        IO_TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake")
+}
+
+/// The next backend message, or `None` at end of stream.
+async fn next_frame<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Option<Frame> {
+    loop {
+        if let Some(f) = decode_frame(buf, 1 << 20).expect("valid frame") {
+            return Some(f);
+        }
+        let n = tokio::time::timeout(IO_TIMEOUT, s.read_buf(buf))
+            .await
+            .expect("the proxy answers in time")
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+    }
+}
+
+/// Reads a trust login to ReadyForQuery; the backend key.
+async fn login<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, buf: &mut BytesMut) -> (i32, i32) {
+    let mut key = None;
+    loop {
+        let f = next_frame(s, buf).await.expect("login reply");
+        match f.tag() {
+            b'K' => {
+                let b = f.body();
+                let word = |i: usize| i32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+                key = Some((word(0), word(4)));
+            }
+            b'Z' => return key.expect("BackendKeyData before ReadyForQuery"),
+            b'E' => panic!("login failed: {:?}", sqlstate(&f)),
+            _ => {}
+        }
+    }
+}
+
+/// The SQLSTATE ('C' field) of an ErrorResponse.
+fn sqlstate(f: &Frame) -> Option<String> {
+    assert_eq!(f.tag(), b'E', "not an ErrorResponse");
+    f.body()
+        .split(|&b| b == 0)
+        .find_map(|field| field.strip_prefix(b"C"))
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+}
+
+#[test]
+fn proxy_start_names_a_missing_or_bad_pem_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not PEM at all\n").expect("write");
+    let certs = Certs::new();
+    let cases: [(&Path, &Path, &str); 3] = [
+        (&dir.path().join("missing.crt"), &certs.key, "missing.crt"),
+        (&certs.cert, &garbage, "garbage.pem"),
+        // A certificate where the key belongs.
+        (&certs.cert, &certs.cert, "no PRIVATE KEY"),
+    ];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for (cert, key, needle) in cases {
+        let mut config =
+            config::Config::from_upstream_url("postgres://app@127.0.0.1:1/app").expect("config");
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        config.tls = Some(Tls {
+            cert_file: cert.to_path_buf(),
+            key_file: key.to_path_buf(),
+            client_mode: TlsClientMode::Allow,
+        });
+        let err = rt
+            .block_on(Proxy::start(config))
+            .err()
+            .expect("start fails");
+        let text = err.to_string();
+        assert!(text.contains(needle), "{text}");
+    }
+}
