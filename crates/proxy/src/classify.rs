@@ -84,23 +84,42 @@ pub struct Template {
     pub key: Vec<usize>,
     /// What the client must be answered.
     pub reply: Reply,
-    /// Table rules: the text after `DO UPDATE`, rendered by sqlparser as
-    /// `SET <assignment>, <assignment>...` followed, if present, by
-    /// ` WHERE <condition>` (single spaces, keywords upper-case, identifiers
-    /// and `EXCLUDED` as written, e.g.
-    /// `SET metadata__value = EXCLUDED.metadata__value`). It never contains a
-    /// `$n` parameter (such statements are not recognized). Statements with
-    /// different texts (or different [`Template::table_alias`]) must be
-    /// flushed separately. Function rules: None.
-    pub update_clause: Option<String>,
+    /// Table rules: what `DO UPDATE` does. Statements with different ones
+    /// (or different [`Template::table_alias`]) must be flushed separately.
+    /// Function rules: None.
+    pub update: Option<UpdateAction>,
     /// Table rules: the `AS alias` of the INSERT target as SQL text (quoted
-    /// if it was quoted), which `update_clause` may refer to; the bulk
+    /// if it was quoted), which `update` may refer to; the bulk
     /// statement must use the same alias. None without alias and for
     /// function rules.
     pub table_alias: Option<String>,
     /// Highest `$n` used (0 if none), so the caller can check a Bind's
     /// parameter count.
     pub params: usize,
+}
+
+/// A table rule's `DO UPDATE SET <assignments> [WHERE <condition>]`, each
+/// part as sqlparser renders it (single spaces, keywords upper-case,
+/// identifiers and `EXCLUDED` as written). Neither contains a `$n`
+/// parameter (such statements are not recognized).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpdateAction {
+    /// `<assignment>, <assignment>...`, e.g.
+    /// `metadata__value = EXCLUDED.metadata__value`.
+    pub assignments: String,
+    /// The `WHERE` condition, if there is one.
+    pub condition: Option<String>,
+}
+
+impl std::fmt::Display for UpdateAction {
+    /// The action as SQL: `SET <assignments>[ WHERE <condition>]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SET {}", self.assignments)?;
+        if let Some(c) = &self.condition {
+            write!(f, " WHERE {c}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Where one column's value comes from.

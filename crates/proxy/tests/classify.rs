@@ -89,7 +89,7 @@ fn reference_function_call() {
             reply: Reply::FunctionRow {
                 column: "update_metadata_optimized".into()
             },
-            update_clause: None,
+            update: None,
             table_alias: None,
             params: 4,
         }
@@ -116,7 +116,10 @@ fn reference_insert() {
             ],
             key: vec![0, 1],
             reply: Reply::Insert,
-            update_clause: Some("SET metadata__value = EXCLUDED.metadata__value".into()),
+            update: Some(UpdateAction {
+                assignments: "metadata__value = EXCLUDED.metadata__value".into(),
+                condition: None,
+            }),
             table_alias: None,
             params: 4,
         }
@@ -180,7 +183,7 @@ fn quoted_and_uppercased_names() {
     );
     assert_eq!(insert.key, vec![0, 1]);
     assert_eq!(
-        insert.update_clause.as_deref(),
+        insert.update.map(|u| u.to_string()).as_deref(),
         Some("SET metadata__value = excluded.metadata__value")
     );
 }
@@ -272,11 +275,13 @@ fn insert_with_alias_where_and_literals() {
     );
     assert_eq!(template.table_alias.as_deref(), Some("m"));
     assert_eq!(
-        template.update_clause.as_deref(),
-        Some(
-            "SET metadata__value = EXCLUDED.metadata__value, group__sync = coalesce(EXCLUDED.group__sync, m.group__sync) \
-             WHERE m.metadata__value IS DISTINCT FROM EXCLUDED.metadata__value"
-        )
+        template.update,
+        Some(UpdateAction {
+            assignments: "metadata__value = EXCLUDED.metadata__value, \
+                          group__sync = coalesce(EXCLUDED.group__sync, m.group__sync)"
+                .into(),
+            condition: Some("m.metadata__value IS DISTINCT FROM EXCLUDED.metadata__value".into()),
+        })
     );
     assert_eq!(template.params, 1);
     assert_eq!(template.reply, Reply::Insert);

@@ -22,6 +22,13 @@ const INSERT: &str = "INSERT INTO entity.entity_metadata \
      (general__entity_name, metadata__key, metadata__value) VALUES ($1, $2, $3) \
      ON CONFLICT (general__entity_name, metadata__key) \
      DO UPDATE SET metadata__value = EXCLUDED.metadata__value";
+/// The same with a target alias and a condition of its own, which the
+/// version guard is added to.
+const INSERT_WHERE: &str = "INSERT INTO entity.entity_metadata AS m \
+     (general__entity_name, metadata__key, metadata__value) VALUES ($1, $2, $3) \
+     ON CONFLICT (general__entity_name, metadata__key) \
+     DO UPDATE SET metadata__value = EXCLUDED.metadata__value \
+     WHERE m.metadata__value IS DISTINCT FROM EXCLUDED.metadata__value";
 const READ: &str = "SELECT metadata__value FROM entity.entity_metadata \
      WHERE general__entity_name = $1 AND metadata__key = $2";
 /// How long `slow` holds its writes.
@@ -175,6 +182,11 @@ async fn table_rule_newest_write_wins_across_proxies() {
         older_lands_last(&env, true, INSERT, "guarded").await,
         json!({"v": "new"}),
         "with a version column the newer write stays"
+    );
+    assert_eq!(
+        older_lands_last(&env, true, INSERT_WHERE, "guarded_where").await,
+        json!({"v": "new"}),
+        "the guard holds beside the statement's own condition"
     );
     // A statement that writes the version column itself is not coalesced:
     // it runs at once, as written.

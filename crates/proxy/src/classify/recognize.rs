@@ -12,7 +12,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::{ident, name_matches, Reply, RuleShape, Template, ValueSource};
+use super::{ident, name_matches, Reply, RuleShape, Template, UpdateAction, ValueSource};
 
 /// The template of `statement` under the first rule it matches, if any.
 pub(super) fn recognize(statement: &Statement, rules: &[RuleShape]) -> Option<Template> {
@@ -131,7 +131,7 @@ fn call_template(index: usize, rule: &RuleShape, args: &[&Expr], column: &str) -
         reply: Reply::FunctionRow {
             column: column.to_owned(),
         },
-        update_clause: None,
+        update: None,
         table_alias: None,
     })
 }
@@ -221,7 +221,7 @@ fn recognize_insert(insert: &Insert, rules: &[RuleShape]) -> Option<Template> {
         return None;
     };
     let target: BTreeSet<String> = target.iter().map(ident).collect();
-    let update_clause = update_clause(update)?;
+    let update = update_action(update)?;
     let values = row.iter().map(value_source).collect::<Option<Vec<_>>>()?;
     let table_alias = table_alias.as_ref().map(|alias| alias.alias.to_string());
     rules.iter().enumerate().find_map(|(index, rule)| {
@@ -237,7 +237,7 @@ fn recognize_insert(insert: &Insert, rules: &[RuleShape]) -> Option<Template> {
             params: params(&values),
             values: values.clone(),
             reply: Reply::Insert,
-            update_clause: Some(update_clause.clone()),
+            update: Some(update.clone()),
             table_alias: table_alias.clone(),
         })
     })
@@ -263,18 +263,19 @@ fn single_values_row(source: &Query) -> Option<&[Expr]> {
     Some(&row.content)
 }
 
-/// Renders `DO UPDATE`'s body as documented on [`Template::update_clause`];
-/// None without assignments or when it uses a `$n` parameter (which would
-/// mean something else in the bulk statement).
-fn update_clause(update: &DoUpdate) -> Option<String> {
+/// `DO UPDATE`'s body as an [`UpdateAction`]; None without assignments or
+/// when it uses a `$n` parameter (which would mean something else in the
+/// bulk statement).
+fn update_action(update: &DoUpdate) -> Option<UpdateAction> {
     if update.assignments.is_empty() {
         return None;
     }
     let assignments: Vec<String> = update.assignments.iter().map(ToString::to_string).collect();
-    let mut text = format!("SET {}", assignments.join(", "));
-    if let Some(selection) = &update.selection {
-        text.push_str(&format!(" WHERE {selection}"));
-    }
+    let action = UpdateAction {
+        assignments: assignments.join(", "),
+        condition: update.selection.as_ref().map(ToString::to_string),
+    };
+    let text = action.to_string();
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, &text)
         .tokenize()
         .ok()?;
@@ -284,7 +285,7 @@ fn update_clause(update: &DoUpdate) -> Option<String> {
     {
         return None;
     }
-    Some(text)
+    Some(action)
 }
 
 /// Where a value written as an argument or in VALUES comes from: `$n`,

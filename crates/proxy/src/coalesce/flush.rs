@@ -340,19 +340,19 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
         .as_ref()
         .map(|a| format!(" AS {a}"))
         .unwrap_or_default();
-    let action = match (&t.update_clause, version) {
+    let action = match (&t.update, version) {
         (None, _) => "NOTHING".to_owned(),
-        (Some(c), None) => format!("UPDATE {c}"),
-        (Some(c), Some(v)) => {
+        (Some(u), None) => format!("UPDATE {u}"),
+        (Some(u), Some(v)) => {
             // Only a write stamped no earlier than the stored row's replaces
             // it, and the row keeps the newest stamp.
             let target = t.table_alias.clone().unwrap_or_else(|| quote::name(&table));
             let v = quote::ident(v);
             let guard = format!("({target}.{v} IS NULL OR {target}.{v} <= EXCLUDED.{v})");
-            let (set, condition) = split_where(c);
-            match condition {
-                Some(w) => format!("UPDATE {set}, {v} = EXCLUDED.{v} WHERE ({w}) AND {guard}"),
-                None => format!("UPDATE {set}, {v} = EXCLUDED.{v} WHERE {guard}"),
+            let set = &u.assignments;
+            match &u.condition {
+                Some(w) => format!("UPDATE SET {set}, {v} = EXCLUDED.{v} WHERE ({w}) AND {guard}"),
+                None => format!("UPDATE SET {set}, {v} = EXCLUDED.{v} WHERE {guard}"),
             }
         }
     };
@@ -367,51 +367,4 @@ async fn flush_statement(group: &Group, lease: &mut crate::pool::Lease) -> Resul
         key.join(", "),
         action,
     ))
-}
-
-/// Splits a rendered `SET ... [WHERE ...]` clause at its own WHERE (the
-/// last one outside parentheses, quotes and identifiers in double quotes).
-fn split_where(clause: &str) -> (&str, Option<&str>) {
-    let b = clause.as_bytes();
-    let (mut depth, mut quote, mut at) = (0i32, None::<u8>, None);
-    for i in 0..b.len() {
-        match (quote, b[i]) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, q @ (b'\'' | b'"')) => quote = Some(q),
-            (None, b'(') => depth += 1,
-            (None, b')') => depth -= 1,
-            (None, b' ') if depth == 0 && clause[i..].starts_with(" WHERE ") => at = Some(i),
-            _ => {}
-        }
-    }
-    match at {
-        Some(i) => (&clause[..i], Some(&clause[i + " WHERE ".len()..])),
-        None => (clause, None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_where;
-
-    #[test]
-    fn where_is_found_only_at_the_top() {
-        assert_eq!(
-            split_where("SET a = EXCLUDED.a"),
-            ("SET a = EXCLUDED.a", None)
-        );
-        assert_eq!(
-            split_where("SET a = EXCLUDED.a WHERE t.a <> EXCLUDED.a"),
-            ("SET a = EXCLUDED.a", Some("t.a <> EXCLUDED.a"))
-        );
-        assert_eq!(
-            split_where("SET a = (SELECT x FROM y WHERE z) WHERE ' WHERE ' <> b"),
-            ("SET a = (SELECT x FROM y WHERE z)", Some("' WHERE ' <> b"))
-        );
-        assert_eq!(
-            split_where("SET a = ' WHERE x'"),
-            ("SET a = ' WHERE x'", None)
-        );
-    }
 }

@@ -27,7 +27,7 @@ use dashmap::DashMap;
 use tokio::sync::{oneshot, watch, Notify};
 use wire::SqlState;
 
-use crate::classify::{self, Classified, RuleShape, Template, ValueSource};
+use crate::classify::{self, Classified, RuleShape, Template, UpdateAction, ValueSource};
 use crate::error::ClientError;
 use crate::pool::Pool;
 
@@ -138,7 +138,7 @@ pub struct GroupKey {
     pub user: String,
     pub rule: usize,
     pub columns: Vec<String>,
-    pub update_clause: Option<String>,
+    pub update: Option<UpdateAction>,
     pub table_alias: Option<String>,
 }
 
@@ -454,7 +454,7 @@ impl Coalescer {
             user: user.to_owned(),
             rule: template.rule,
             columns: template.columns.clone(),
-            update_clause: template.update_clause.clone(),
+            update: template.update.clone(),
             table_alias: template.table_alias.clone(),
         };
         if let Some(g) = self.groups.get(&key) {
