@@ -42,6 +42,8 @@ struct Opts {
     /// Trust auth on both legs (for the raw protocol client).
     trust: bool,
     pool_size: usize,
+    /// The rules' `flush_interval`.
+    flush_interval: &'static str,
 }
 
 impl Default for Opts {
@@ -50,6 +52,7 @@ impl Default for Opts {
             ack: "flushed",
             trust: false,
             pool_size: 8,
+            flush_interval: "2ms",
         }
     }
 }
@@ -57,7 +60,8 @@ impl Default for Opts {
 fn coalescing_yaml(pg_port: u16, o: &Opts) -> String {
     let auth = if o.trust { "trust" } else { "scram-sha-256" };
     let ack = format!("ack: {}", o.ack);
-    let extra = [ack.as_str(), "flush_interval: 2ms"];
+    let interval = format!("flush_interval: {}", o.flush_interval);
+    let extra = [ack.as_str(), interval.as_str()];
     common::coalescing_yaml(
         pg_port,
         &format!("  size: {}\n  query_wait_timeout: 30s", o.pool_size),
@@ -698,6 +702,35 @@ async fn read_your_writes_flushed() {
         before,
         after
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_does_not_wait_out_a_long_flush_interval() {
+    // Acknowledged writes gather for an hour, but a read of their table
+    // makes the flusher go at once (its barrier cuts the interval short),
+    // every time, not only when the flusher was idle.
+    let env = start(Opts {
+        ack: "immediate",
+        flush_interval: "1h",
+        ..Opts::default()
+    })
+    .await;
+    let client = env.client().await;
+    for round in 0..3 {
+        let value = serde_json::json!({ "round": round });
+        client
+            .execute(FN_SQL, &[&"e1", &"long_interval", &value, &GROUP])
+            .await
+            .expect("write");
+        let read = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.query_one(READ_SQL, &[&"e1", &"long_interval"]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the read waited for the flush interval"))
+        .expect("read");
+        assert_eq!(read.get::<_, serde_json::Value>(0), value, "round {round}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,15 +32,20 @@ pub async fn run(group: Arc<Group>, stats: Arc<Stats>, mut stop: watch::Receiver
         }
         // Registered before looking, so a write arriving in between wakes
         // it (writers wake an idle flusher without leaving a permit behind,
-        // which would cut the next interval short).
-        let idle = group.wake.notified();
-        tokio::pin!(idle);
-        idle.as_mut().enable();
-        if group.lock().is_empty() {
-            just_flushed = false;
-            tokio::select! {
-                _ = idle => {}
-                _ = stop.changed() => return,
+        // which would cut the next interval short). Unregistered again
+        // before the interval wait below: a waiter left enabled there would
+        // be first in line and swallow the wake-up of a barrier or a full
+        // batch, which then waited out the whole interval.
+        {
+            let idle = group.wake.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if group.lock().is_empty() {
+                just_flushed = false;
+                tokio::select! {
+                    _ = idle => {}
+                    _ = stop.changed() => return,
+                }
             }
         }
         // Group commit: right after a flush, whatever gathered meanwhile
