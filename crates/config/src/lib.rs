@@ -6,7 +6,8 @@
 //!
 //! - [`model`]: the data types ([`Config`], [`PoolSettings`], [`User`],
 //!   [`Database`], [`Replica`], [`ReadSplit`], [`CoalesceRule`], [`Tls`]
-//!   and the enums) with their defaults and lookup helpers.
+//!   and the enums, [`ServerTlsMode`] among them) with their defaults and
+//!   lookup helpers.
 //! - [`duration`]: the `"500ms"` / `"5s"` / `"10m"` / `"1h"` duration syntax.
 //! - `validate`: [`Config::validate`], the semantic checks serde cannot do.
 //! - [`scram`]: the shape of a Postgres SCRAM-SHA-256 secret.
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 pub use duration::parse_duration;
 pub use model::{
     AckMode, AuthMethod, Balancing, CoalesceRule, Config, Database, LogFormat, PoolMode,
-    PoolSettings, ReadSplit, Replica, Tls, TlsClientMode, User, DEFAULT_PORT,
+    PoolSettings, ReadSplit, Replica, ServerTlsMode, Tls, TlsClientMode, User, DEFAULT_PORT,
     MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
 };
 pub use scram::ScramSecret;

@@ -286,9 +286,21 @@ pub struct Database {
     pub pool_size: Option<usize>,
     /// Streaming replicas of this database's primary that reads may be
     /// split to (see [`ReadSplit`]). Default none: everything runs on the
-    /// primary.
+    /// primary. They use the database's `tls` and `tls_ca_file`.
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    /// TLS on the proxy's own connections to this database's servers (the
+    /// primary and its replicas), as libpq's `sslmode`. Default `prefer`.
+    /// Never used for a Unix-socket host (as in libpq).
+    #[serde(default)]
+    pub tls: ServerTlsMode,
+    /// PEM file with the certificates the servers' certificates are
+    /// verified against; required by `verify-ca` and `verify-full`. As in
+    /// libpq with a root certificate file, `prefer` and `require` then
+    /// verify the chain too (like `verify-ca`). Read when the first
+    /// connection to the database is made. Default none.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 fn default_port() -> u16 {
@@ -306,6 +318,8 @@ impl Database {
             pool_mode: None,
             pool_size: None,
             replicas: Vec::new(),
+            tls: ServerTlsMode::default(),
+            tls_ca_file: None,
         }
     }
 
@@ -428,6 +442,35 @@ pub enum TlsClientMode {
     Allow,
     /// A client that logs in without TLS is refused (28000).
     Require,
+}
+
+/// Whether and how the proxy uses TLS to a database server, with the
+/// meaning of libpq's `sslmode` of the same name (`allow` is not offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerTlsMode {
+    /// Plain text; no SSLRequest is sent.
+    Disable,
+    /// TLS when the server offers it, else plain text.
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not verified (unless
+    /// `tls_ca_file` is set, as in libpq).
+    Require,
+    /// TLS, with the certificate chain verified against `tls_ca_file`
+    /// (not the host name).
+    VerifyCa,
+    /// TLS, with the chain verified against `tls_ca_file` and the
+    /// certificate issued for the configured host name or IP address.
+    VerifyFull,
+}
+
+impl ServerTlsMode {
+    /// Whether the mode verifies certificates against `tls_ca_file`, so
+    /// that one must be configured.
+    pub fn verifies(self) -> bool {
+        matches!(self, ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull)
+    }
 }
 
 /// When a coalesced write is acknowledged to its client.
@@ -692,6 +735,15 @@ keyword_enum!(
 );
 keyword_enum!(LogFormat, "log format", Text => "text", Json => "json");
 keyword_enum!(TlsClientMode, "TLS client mode", Allow => "allow", Require => "require");
+keyword_enum!(
+    ServerTlsMode,
+    "server TLS mode",
+    Disable => "disable",
+    Prefer => "prefer",
+    Require => "require",
+    VerifyCa => "verify-ca",
+    VerifyFull => "verify-full",
+);
 keyword_enum!(AckMode, "ack mode", Flushed => "flushed", Immediate => "immediate");
 keyword_enum!(
     Balancing,

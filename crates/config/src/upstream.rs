@@ -3,16 +3,21 @@
 //!
 //! The scheme may be `postgres` or `postgresql`. User, password and dbname
 //! are percent-decoded; the port defaults to 5432; user, host and dbname are
-//! required. Query parameters (`?sslmode=...`) and fragments are rejected
-//! rather than silently ignored. Errors never quote the URL, which may hold
-//! a password.
+//! required. The query parameters taken are libpq's `host=/socket/dir` (a
+//! Unix-socket upstream), `sslmode` (`disable`, `prefer`, `require`,
+//! `verify-ca`, `verify-full`: the database's `tls`) and `sslrootcert=FILE`
+//! (its `tls_ca_file`); other parameters and fragments are rejected rather
+//! than silently ignored. Errors never quote the URL, which may hold a
+//! password.
 //!
 //! Replica URLs ([`Config::apply_replica_urls`]) take the same form with
 //! user and dbname optional: `postgres://[user@]host[:port][/dbname]`.
 
+use std::path::PathBuf;
+
 use url::{Host, Url};
 
-use crate::model::{AuthMethod, Config, Database, Replica, User, DEFAULT_PORT};
+use crate::model::{AuthMethod, Config, Database, Replica, ServerTlsMode, User, DEFAULT_PORT};
 use crate::ConfigError;
 
 /// The parts of a `postgres://` URL, decoded; `user` and `dbname` are empty
@@ -23,6 +28,10 @@ struct UrlParts {
     host: String,
     port: u16,
     dbname: String,
+    /// `sslmode`, when given.
+    tls: Option<ServerTlsMode>,
+    /// `sslrootcert`, when given.
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl UrlParts {
@@ -36,16 +45,30 @@ impl UrlParts {
                 url.scheme()
             ));
         }
-        // The one query parameter taken, as in libpq: `?host=/socket/dir`
-        // for a Unix-socket upstream.
+        // The query parameters taken, as in libpq: `?host=/socket/dir` for
+        // a Unix-socket upstream, `sslmode` and `sslrootcert`.
         let mut socket_dir = None;
+        let mut tls = None;
+        let mut tls_ca_file = None;
         for (k, v) in url.query_pairs() {
-            if k == "host" && v.starts_with('/') {
-                socket_dir = Some(v.into_owned());
-            } else {
-                return Err(format!(
-                    "query parameter {k:?} is not supported (only host=/socket/dir); {form}"
-                ));
+            match &*k {
+                "host" if v.starts_with('/') => socket_dir = Some(v.into_owned()),
+                "sslmode" => {
+                    tls = Some(
+                        v.parse::<ServerTlsMode>()
+                            .map_err(|e| format!("sslmode: {e}"))?,
+                    )
+                }
+                "sslrootcert" if v.is_empty() => {
+                    return Err("sslrootcert must not be empty".to_string())
+                }
+                "sslrootcert" => tls_ca_file = Some(PathBuf::from(&*v)),
+                _ => {
+                    return Err(format!(
+                        "query parameter {k:?} is not supported (only host=/socket/dir, \
+                         sslmode and sslrootcert); {form}"
+                    ))
+                }
             }
         }
         if url.fragment().is_some() {
@@ -84,6 +107,8 @@ impl UrlParts {
             host,
             port,
             dbname,
+            tls,
+            tls_ca_file,
         })
     }
 }
@@ -95,6 +120,8 @@ struct UpstreamUrl {
     host: String,
     port: u16,
     dbname: String,
+    tls: Option<ServerTlsMode>,
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl UpstreamUrl {
@@ -115,6 +142,8 @@ impl UpstreamUrl {
             host: parts.host,
             port: parts.port,
             dbname: parts.dbname,
+            tls: parts.tls,
+            tls_ca_file: parts.tls_ca_file,
         })
     }
 
@@ -134,9 +163,22 @@ impl UpstreamUrl {
         }
     }
 
-    /// The URL's database, named after its dbname.
+    /// The URL's database, named after its dbname, with the URL's
+    /// `sslmode` (default `prefer`) and `sslrootcert`.
     fn database(&self) -> Database {
-        Database::new(self.dbname.clone(), self.host.clone(), self.port)
+        let mut db = Database::new(self.dbname.clone(), self.host.clone(), self.port);
+        self.apply_tls(&mut db);
+        db
+    }
+
+    /// Sets `db`'s `tls` and `tls_ca_file` to those the URL gives.
+    fn apply_tls(&self, db: &mut Database) {
+        if let Some(mode) = self.tls {
+            db.tls = mode;
+        }
+        if let Some(path) = &self.tls_ca_file {
+            db.tls_ca_file = Some(path.clone());
+        }
     }
 }
 
@@ -145,7 +187,9 @@ impl Config {
     /// `postgres://user[:password]@host[:port]/dbname`, every other setting
     /// at its default.
     ///
-    /// The database is named `dbname` and points at `host:port`. The user
+    /// The database is named `dbname` and points at `host:port`, with the
+    /// URL's `sslmode` as its `tls` (default `prefer`) and `sslrootcert` as
+    /// its `tls_ca_file`. The user
     /// logs in to the proxy with the URL's password (auth scram-sha-256) or,
     /// without a password, with trust; its `server_password` is the URL's
     /// password.
@@ -164,8 +208,10 @@ impl Config {
     /// --upstream URL`: the flag overrides the file). The exact rule:
     ///
     /// 1. Every database whose [`upstream_dbname`](Database::upstream_dbname)
-    ///    equals the URL's dbname gets the URL's host and port; its name,
-    ///    `dbname` and pool overrides are kept.
+    ///    equals the URL's dbname gets the URL's host and port, and its
+    ///    `sslmode` / `sslrootcert` as `tls` / `tls_ca_file` when the URL
+    ///    has them; its name, `dbname`, pool overrides and the TLS settings
+    ///    the URL does not give are kept.
     /// 2. If none matched, a database named after the URL's dbname is added
     ///    (as in [`Config::from_upstream_url`]); if that name is already taken
     ///    by a database pointing at another upstream dbname, this is an error.
@@ -183,6 +229,7 @@ impl Config {
             if db.upstream_dbname() == upstream.dbname {
                 db.host.clone_from(&upstream.host);
                 db.port = upstream.port;
+                upstream.apply_tls(db);
                 matched = true;
             }
         }
@@ -214,7 +261,9 @@ impl Config {
     /// 1. Each URL has the form `postgres://[user[:password]@]host[:port][/dbname]`
     ///    and is parsed like the upstream URL (`postgres` or `postgresql`
     ///    scheme, port default 5432, `?host=/socket/dir` for a Unix socket,
-    ///    no other query parameters, no fragment).
+    ///    no other query parameters, no fragment). `sslmode` and
+    ///    `sslrootcert` are refused: a replica uses its database's `tls` and
+    ///    `tls_ca_file`.
     /// 2. User and password are ignored: the proxy logs in to a replica with
     ///    the same user, password and upstream database name as to the
     ///    primary (a physical replica has the primary's roles and databases).
@@ -237,6 +286,13 @@ impl Config {
         for (index, text) in urls.iter().enumerate() {
             let fail = |reason: String| ConfigError::ReplicaUrl { index, reason };
             let parts = UrlParts::parse(text, FORM).map_err(fail)?;
+            if parts.tls.is_some() || parts.tls_ca_file.is_some() {
+                return Err(fail(
+                    "sslmode and sslrootcert are not supported in a replica URL: a replica \
+                     uses the tls and tls_ca_file of the database it belongs to"
+                        .to_string(),
+                ));
+            }
             let targets: Vec<usize> = next
                 .databases
                 .iter()

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::model::{
-    AckMode, AuthMethod, CoalesceRule, Config, Database, PoolSettings, ReadSplit, Tls, User,
-    MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
+    AckMode, AuthMethod, CoalesceRule, Config, Database, PoolSettings, ReadSplit, ServerTlsMode,
+    Tls, User, MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
 };
 use crate::scram::ScramSecret;
 use crate::ConfigError;
@@ -45,7 +45,9 @@ impl Config {
     ///
     /// TLS: `tls.cert_file` and `tls.key_file` are non-empty paths. Whether
     /// they exist and hold a usable certificate and key is checked when the
-    /// proxy starts, which reads them.
+    /// proxy starts, which reads them. A database's `tls: verify-ca` or
+    /// `verify-full` needs a `tls_ca_file`, which must not be empty and is
+    /// not allowed with `tls: disable`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_client_conn == 0 {
             return Err(ConfigError::invalid(
@@ -299,7 +301,30 @@ fn validate_database(at: &str, db: &Database, pool: &PoolSettings) -> Result<(),
             ));
         }
     }
+    validate_server_tls(at, db)?;
     validate_replicas(at, db)
+}
+
+/// A database's `tls` and `tls_ca_file`; `at` is `databases[i]`.
+fn validate_server_tls(at: &str, db: &Database) -> Result<(), ConfigError> {
+    let field = format!("{at}.tls_ca_file");
+    match &db.tls_ca_file {
+        None if db.tls.verifies() => Err(ConfigError::invalid(
+            field,
+            format!(
+                "required with tls: {} (the certificates to verify the server's against; \
+                 sslrootcert= in an upstream URL)",
+                db.tls
+            ),
+        )),
+        Some(path) if path.as_os_str().is_empty() => {
+            Err(ConfigError::invalid(field, "must not be empty"))
+        }
+        Some(_) if db.tls == ServerTlsMode::Disable => {
+            Err(ConfigError::invalid(field, "not used with tls: disable"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A database's `replicas`; `at` is `databases[i]`.

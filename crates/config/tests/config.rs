@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{assert_invalid, parse, parse_err};
 
 use config::{
-    load, AuthMethod, Config, ConfigError, Database, LogFormat, PoolMode, PoolSettings, Tls,
-    TlsClientMode, User,
+    load, AuthMethod, Config, ConfigError, Database, LogFormat, PoolMode, PoolSettings,
+    ServerTlsMode, Tls, TlsClientMode, User,
 };
 
 const VERIFIER: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0$\
@@ -104,6 +104,8 @@ databases:
     dbname: shop_prod
     pool_mode: transaction
     pool_size: 3
+    tls: verify-full
+    tls_ca_file: /etc/pgcoalesce/upstream-ca.pem
   - name: analytics
     host: analytics.internal
 "
@@ -156,6 +158,8 @@ databases:
                 pool_mode: Some(PoolMode::Transaction),
                 pool_size: Some(3),
                 replicas: vec![],
+                tls: ServerTlsMode::VerifyFull,
+                tls_ca_file: Some("/etc/pgcoalesce/upstream-ca.pem".into()),
             },
             Database::new("analytics", "analytics.internal", 5432),
         ],
@@ -271,6 +275,113 @@ fn tls_section_rejects_unknown_keys_bad_modes_and_missing_paths() {
         "{MINIMAL}tls:\n  cert_file: \"\"\n  key_file: k.pem\n"
     ));
     assert_invalid(&err, "tls.cert_file", "must not be empty");
+}
+
+#[test]
+fn server_tls_defaults_to_prefer_and_takes_every_libpq_mode() {
+    let db = parse(MINIMAL).databases.remove(0);
+    assert_eq!((db.tls, db.tls_ca_file), (ServerTlsMode::Prefer, None));
+    for (text, mode) in [
+        ("disable", ServerTlsMode::Disable),
+        ("prefer", ServerTlsMode::Prefer),
+        ("require", ServerTlsMode::Require),
+        ("verify-ca", ServerTlsMode::VerifyCa),
+        ("verify-full", ServerTlsMode::VerifyFull),
+    ] {
+        let ca = if mode == ServerTlsMode::Disable {
+            ""
+        } else {
+            "    tls_ca_file: ca.pem\n"
+        };
+        let db = parse(&format!("{MINIMAL}    tls: {text}\n{ca}"))
+            .databases
+            .remove(0);
+        assert_eq!(db.tls, mode);
+        assert_eq!(mode.to_string(), text);
+        assert_eq!(text.parse(), Ok(mode));
+    }
+    // Without a CA file, require and prefer are fine (no verification).
+    let db = parse(&format!("{MINIMAL}    tls: require\n"))
+        .databases
+        .remove(0);
+    assert_eq!((db.tls, db.tls_ca_file), (ServerTlsMode::Require, None));
+}
+
+#[test]
+fn server_tls_rejects_unknown_modes_and_verification_without_roots() {
+    // Line 7 is the database's `tls`.
+    let err = parse_err(&format!("{MINIMAL}    tls: verify\n"));
+    assert_parse_at(&err, 7, "verify");
+    let err = parse_err(&format!("{MINIMAL}    tls: allow\n"));
+    assert_parse_at(&err, 7, "allow");
+    let err = parse_err(&format!("{MINIMAL}    tls_ca: ca.pem\n"));
+    assert_parse_at(&err, 7, "tls_ca");
+    for mode in ["verify-ca", "verify-full"] {
+        let err = parse_err(&format!("{MINIMAL}    tls: {mode}\n"));
+        assert_invalid(
+            &err,
+            "databases[0].tls_ca_file",
+            &format!("required with tls: {mode}"),
+        );
+    }
+    let err = parse_err(&format!(
+        "{MINIMAL}    tls: verify-full\n    tls_ca_file: \"\"\n"
+    ));
+    assert_invalid(&err, "databases[0].tls_ca_file", "must not be empty");
+    let err = parse_err(&format!(
+        "{MINIMAL}    tls: disable\n    tls_ca_file: ca.pem\n"
+    ));
+    assert_invalid(
+        &err,
+        "databases[0].tls_ca_file",
+        "not used with tls: disable",
+    );
+}
+
+#[test]
+fn upstream_url_takes_sslmode_and_sslrootcert() {
+    let config = Config::from_upstream_url(
+        "postgres://app@db:5433/shop?sslmode=verify-full&sslrootcert=/ca.pem",
+    )
+    .unwrap();
+    let db = &config.databases[0];
+    assert_eq!(db.tls, ServerTlsMode::VerifyFull);
+    assert_eq!(db.tls_ca_file.as_deref(), Some(Path::new("/ca.pem")));
+    assert_eq!((db.host.as_str(), db.port), ("db", 5433));
+    let config = Config::from_upstream_url("postgres://app@db/shop").unwrap();
+    assert_eq!(config.databases[0].tls, ServerTlsMode::Prefer);
+    let config = Config::from_upstream_url("postgres://app@db/shop?sslmode=disable").unwrap();
+    assert_eq!(config.databases[0].tls, ServerTlsMode::Disable);
+
+    let err = Config::from_upstream_url("postgres://app@db/shop?sslmode=allow").unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Url { reason } if reason.contains("sslmode") && reason.contains("allow")),
+        "{err}"
+    );
+    let err = Config::from_upstream_url("postgres://app@db/shop?sslmode=verify-ca").unwrap_err();
+    assert_invalid(&err, "databases[0].tls_ca_file", "sslrootcert=");
+    let err = Config::from_upstream_url("postgres://app@db/shop?sslcert=/c.pem").unwrap_err();
+    assert!(err.to_string().contains("sslcert"), "{err}");
+
+    // Amending a file: the URL's TLS settings win, absent ones are kept.
+    let mut config = parse(&format!(
+        "{MINIMAL}    tls: verify-ca\n    tls_ca_file: /file-ca.pem\n"
+    ));
+    config
+        .apply_upstream_url("postgres://app@db2/app?sslmode=verify-full")
+        .unwrap();
+    let db = &config.databases[0];
+    assert_eq!(db.tls, ServerTlsMode::VerifyFull);
+    assert_eq!(db.tls_ca_file.as_deref(), Some(Path::new("/file-ca.pem")));
+
+    // Replicas use their database's settings.
+    let err = config
+        .apply_replica_urls(&["postgres://r1/app?sslmode=require".to_string()])
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::ReplicaUrl { index: 0, reason } if reason.contains("sslmode")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -472,7 +583,7 @@ fn upstream_url_errors() {
         ("postgres://alice:pw@h:5432", "database name is required"),
         ("postgres://h/db", "user name is required"),
         ("mysql://alice@h/db", "scheme"),
-        ("postgres://alice@h/db?sslmode=disable", "query"),
+        ("postgres://alice@h/db?application_name=x", "query"),
         ("postgres://alice@h/a/b", "single database name"),
         (
             "postgres://alice:%zz@h/db",

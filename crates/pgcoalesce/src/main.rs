@@ -147,7 +147,11 @@ fn init_logging(format: LogFormat) {
 /// Runs the proxy until SIGINT or SIGTERM.
 async fn serve(config: Config) -> Result<()> {
     let proxy = proxy::Proxy::start(config).await?;
-    wait_for_signal().await?;
+    tokio::select! {
+        r = wait_for_signal() => r?,
+        // The admin console's SHUTDOWN: its drain is already under way.
+        _ = proxy.shutdown_requested() => {}
+    }
     tracing::info!("shutting down: flushing pending coalesced writes");
     let left = proxy.shutdown(std::time::Duration::from_secs(60)).await;
     if left > 0 {

@@ -82,7 +82,10 @@ impl Cluster {
             .cwd(&layout.root)
             .run()?;
         layout.append_data_file("postgresql.conf", &conf::main_conf_block(opts)?)?;
-        layout.write_data_file("pg_hba.conf", &conf::hba_conf(opts.auth))?;
+        layout.write_data_file("pg_hba.conf", &conf::hba_conf_for(opts))?;
+        if let Some((cert, key)) = &opts.ssl_files {
+            install_ssl_files(&layout, cert, key)?;
+        }
 
         let port = start_on_free_port(&layout)?;
         let cluster = Cluster {
@@ -444,6 +447,20 @@ fn sql_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     Ok(files)
+}
+
+/// Copies the TLS certificate and key into the data directory, readable by
+/// the server only (it refuses a key others may read).
+fn install_ssl_files(layout: &Layout, cert: &Path, key: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for (from, name) in [(cert, conf::SSL_CERT), (key, conf::SSL_KEY)] {
+        let to = layout.data_dir.join(name);
+        fs::copy(from, &to).map_err(|e| Error::io("copying", from, e))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("setting permissions of", &to, e))?;
+        crate::exec::hand_over(&to)?;
+    }
+    Ok(())
 }
 
 /// Builds `postgres://user[:password]@host:port/db`.

@@ -5,12 +5,15 @@
 //! `pgtest_instance.conf` (port and socket dir, rewritten for replicas and on
 //! port retries), and `pg_hba.conf`. Also owns SQL quoting helpers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 /// Name of the per-instance include file inside the data directory.
 pub(crate) const INSTANCE_CONF: &str = "pgtest_instance.conf";
+/// Names of the TLS certificate and key copied into the data directory.
+pub(crate) const SSL_CERT: &str = "server.crt";
+pub(crate) const SSL_KEY: &str = "server.key";
 
 /// Authentication method required for TCP connections (`host` lines for
 /// 127.0.0.1/32 and ::1/128, normal and replication). Connections over the
@@ -50,6 +53,14 @@ pub struct ClusterOptions {
     pub settings: Vec<(String, String)>,
     /// Password given to the bootstrap superuser `postgres`. Default `Some("postgres")`.
     pub superuser_password: Option<String>,
+    /// TLS for TCP connections: PEM files (certificate chain, private key)
+    /// copied into the data directory (the key with mode 0600, both owned
+    /// by the server's OS user) and served with `ssl = on`. Default none:
+    /// `ssl = off`.
+    pub ssl_files: Option<(PathBuf, PathBuf)>,
+    /// With `ssl_files`: TCP connections must use TLS (`hostssl` rules,
+    /// and `hostnossl ... reject` for plain ones). Default false.
+    pub ssl_required: bool,
 }
 
 impl Default for ClusterOptions {
@@ -58,6 +69,8 @@ impl Default for ClusterOptions {
             auth: HbaAuth::Trust,
             settings: Vec::new(),
             superuser_password: Some("postgres".to_owned()),
+            ssl_files: None,
+            ssl_required: false,
         }
     }
 }
@@ -69,6 +82,14 @@ impl ClusterOptions {
             auth,
             ..ClusterOptions::default()
         }
+    }
+
+    /// Serves TLS with the PEM files `cert` and `key`; `required` refuses
+    /// plain TCP connections (builder style; see [`ClusterOptions::ssl_files`]).
+    pub fn ssl(mut self, cert: &Path, key: &Path, required: bool) -> Self {
+        self.ssl_files = Some((cert.to_path_buf(), key.to_path_buf()));
+        self.ssl_required = required;
+        self
     }
 
     /// Adds one `postgresql.conf` setting (builder style).
@@ -125,6 +146,13 @@ pub(crate) fn main_conf_block(opts: &ClusterOptions) -> Result<String> {
     if opts.auth == HbaAuth::Md5 {
         defaults.push(("password_encryption", "md5"));
     }
+    if opts.ssl_files.is_some() {
+        defaults.extend([
+            ("ssl", "on"),
+            ("ssl_cert_file", SSL_CERT),
+            ("ssl_key_file", SSL_KEY),
+        ]);
+    }
     for (name, value) in defaults {
         out.push_str(&format!("{name} = {}\n", conf_value(value)?));
     }
@@ -163,6 +191,20 @@ pub(crate) fn hba_conf(auth: HbaAuth) -> String {
          host    replication  all   127.0.0.1/32  {m}\n\
          host    replication  all   ::1/128       {m}\n"
     )
+}
+
+/// `pg_hba.conf` for `opts`: [`hba_conf`], with TLS required on TCP when
+/// `opts.ssl_required` (and TLS files are given).
+pub(crate) fn hba_conf_for(opts: &ClusterOptions) -> String {
+    let base = hba_conf(opts.auth);
+    if !(opts.ssl_required && opts.ssl_files.is_some()) {
+        return base;
+    }
+    let mut out = base.replace("\nhost    ", "\nhostssl ");
+    for addr in ["127.0.0.1/32", "::1/128"] {
+        out.push_str(&format!("hostnossl    all  all   {addr}  reject\n"));
+    }
+    out
 }
 
 /// Quotes an SQL identifier (`"..."`, embedded quotes doubled).
@@ -204,6 +246,28 @@ mod tests {
         let user_pos = text.find("fsync = 'on'").unwrap();
         assert!(user_pos > default_pos);
         assert!(text.trim_end().ends_with(&format!("'{INSTANCE_CONF}'")));
+    }
+
+    #[test]
+    fn ssl_options_turn_tls_on_and_may_require_it() {
+        let opts = ClusterOptions::default().ssl(Path::new("/c.pem"), Path::new("/k.pem"), true);
+        let text = main_conf_block(&opts).unwrap();
+        assert!(text.contains("ssl = 'on'") && text.contains("ssl_key_file = 'server.key'"));
+        let hba = hba_conf_for(&opts);
+        assert!(!hba.contains("\nhost "), "{hba}");
+        assert!(
+            hba.contains("hostssl all          all   127.0.0.1/32"),
+            "{hba}"
+        );
+        assert!(
+            hba.contains("hostnossl    all  all   127.0.0.1/32  reject"),
+            "{hba}"
+        );
+        let optional = ClusterOptions::default().ssl(Path::new("/c"), Path::new("/k"), false);
+        assert_eq!(hba_conf_for(&optional), hba_conf(HbaAuth::Trust));
+        assert!(!main_conf_block(&ClusterOptions::default())
+            .unwrap()
+            .contains("ssl"));
     }
 
     #[test]

@@ -94,9 +94,7 @@ impl CancelRegistry {
         let Some(t) = target else { return };
         match Stream::connect_addr(&t.addr).await {
             Ok(mut s) => {
-                let _ = s
-                    .write_all(&wire::build::cancel_request(t.pid, t.secret))
-                    .await;
+                let _ = s.send(&wire::build::cancel_request(t.pid, t.secret)).await;
             }
             Err(e) => tracing::warn!(error = %e, "could not forward a cancel request"),
         }

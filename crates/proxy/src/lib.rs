@@ -23,7 +23,10 @@
 //! - [`tls`]: TLS on the client leg: the acceptor and the client's stream.
 //! - [`quote`]: quoting in SQL the proxy writes itself.
 //! - [`error`]: errors with a SQLSTATE a client may see.
+//! - [`admin`]: the admin console (`SHOW …`, `SHUTDOWN`) and the registry
+//!   of logged-in clients it lists.
 
+pub mod admin;
 pub mod auth;
 pub mod cancel;
 pub mod classify;

@@ -72,7 +72,7 @@ impl Proxy {
             ),
             None => None,
         };
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
+        let task = tokio::spawn(serve_until_stopped(listener, shared.clone(), stopped));
         if let Some(c) = &shared.coalescer {
             tokio::spawn(crate::coalesce::log_stats(c.stats.clone()));
         }
@@ -101,6 +101,15 @@ impl Proxy {
         self.shared.coalescer.as_ref()
     }
 
+    /// Resolves when an admin asked for shutdown (`SHUTDOWN` on the
+    /// console). The proxy is already shutting down then; a binary waits
+    /// for this next to its signals and calls [`shutdown`](Self::shutdown),
+    /// which waits for that shutdown to complete.
+    pub async fn shutdown_requested(&self) {
+        let mut requested = self.shared.shutdown_request.subscribe();
+        let _ = requested.wait_for(|r| *r).await;
+    }
+
     /// Stops accepting new clients; lets connected clients finish the
     /// transaction or exchange they are in (each is closed with 57P01 once
     /// idle) for up to `limit`; then flushes every pending coalesced write
@@ -108,28 +117,60 @@ impl Proxy {
     /// number of writes that could not be flushed.
     pub async fn shutdown(self, limit: std::time::Duration) -> usize {
         let _ = self.stop.send(true);
+        // After a console SHUTDOWN this waits for that drain to finish.
         let _ = self.task.await;
-        self.shared.stopping.send_replace(true);
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.shared.clients.load(Ordering::Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        let left = self.shared.clients.load(Ordering::Relaxed);
-        if left > 0 {
-            tracing::warn!(clients = left, "clients still busy at shutdown are cut off");
-        }
-        match &self.shared.coalescer {
-            Some(c) => {
-                let left = c.flush_all(limit).await;
-                if left > 0 {
-                    tracing::error!(left, "pending coalesced writes could not be flushed");
-                }
-                left
+        drain(&self.shared, limit).await
+    }
+}
+
+/// How long a shutdown asked for on the admin console lets clients finish,
+/// and then retries flushing (SIGTERM's limit in the binary).
+const CONSOLE_SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Why the accept loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Stopped {
+    /// [`Proxy::shutdown`] (SIGTERM in the binary), which drains itself.
+    ByOwner,
+    /// `SHUTDOWN` on the admin console.
+    ByConsole,
+}
+
+/// Accepts clients until told to stop; after a console `SHUTDOWN`, also
+/// drains the proxy as [`Proxy::shutdown`] does.
+async fn serve_until_stopped(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+) {
+    if accept_loop(listener, shared.clone(), stopped).await == Stopped::ByConsole {
+        drain(&shared, CONSOLE_SHUTDOWN_LIMIT).await;
+    }
+}
+
+/// Tells sessions to end at their next idle point, waits up to `limit` for
+/// them, then flushes every pending coalesced write (retrying up to `limit`
+/// again). Returns the number of writes that could not be flushed. Safe to
+/// run twice: the second run finds nothing left to wait for.
+async fn drain(shared: &Shared, limit: std::time::Duration) -> usize {
+    shared.stopping.send_replace(true);
+    let deadline = tokio::time::Instant::now() + limit;
+    while shared.clients.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let left = shared.clients.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(clients = left, "clients still busy at shutdown are cut off");
+    }
+    match &shared.coalescer {
+        Some(c) => {
+            let left = c.flush_all(limit).await;
+            if left > 0 {
+                tracing::error!(left, "pending coalesced writes could not be flushed");
             }
-            None => 0,
+            left
         }
+        None => 0,
     }
 }
 
@@ -137,11 +178,13 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
-) {
+) -> Stopped {
+    let mut requested = shared.shutdown_request.subscribe();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => return Stopped::ByOwner,
+            _ = requested.wait_for(|r| *r) => return Stopped::ByConsole,
         };
         let (stream, peer) = match accepted {
             Ok(s) => s,

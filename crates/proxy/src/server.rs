@@ -1,22 +1,29 @@
-//! One connection from the proxy to a Postgres server: connect, log in, read
-//! and write frames, and remember what lives on it (reported parameters,
-//! prepared statements, transaction status).
+//! One connection from the proxy to a Postgres server: connect (with TLS
+//! when the target's mode asks for it), log in, read and write frames, and
+//! remember what lives on it (reported parameters, prepared statements,
+//! transaction status).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use config::ServerTlsMode;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use wire::build;
 use wire::inspect::{self, AuthRequest, TxStatus};
+use wire::startup::SSL_REQUEST_CODE;
 use wire::{decode_frame, Frame, SqlState};
 
 use crate::auth::md5_password;
 use crate::error::ClientError;
 use crate::fasthash::FastSet;
+use crate::tls::UpstreamTls;
 
 /// Upper bound on one message from a server (Postgres's own limit is 1 GiB).
 const MAX_SERVER_MESSAGE: usize = 1 << 30;
@@ -30,6 +37,8 @@ pub struct ServerTarget {
     pub dbname: String,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    /// TLS to the server; never used for a Unix socket.
+    pub tls: UpstreamTls,
 }
 
 /// Where a server listens: TCP, or a Unix socket when the configured host
@@ -40,10 +49,11 @@ pub enum ServerAddr {
     Unix(Arc<std::path::Path>),
 }
 
-/// A byte stream to a server over either transport.
+/// A byte stream to a server over either transport, or TLS over TCP.
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -71,25 +81,181 @@ impl Stream {
         })
     }
 
-    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read_buf(buf).await,
-            Stream::Unix(s) => s.read_buf(buf).await,
+    /// Writes all of `bytes` and pushes them out.
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        AsyncWriteExt::write_all(self, bytes).await?;
+        // rustls may still hold records the socket did not take.
+        if let Stream::Tls(_) = self {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether nothing is waiting to be read: the socket has neither bytes
+    /// nor end of stream. One non-blocking read; a byte it takes is lost,
+    /// which only matters on a connection about to be dropped.
+    ///
+    /// With TLS, rustls must also hold no decrypted bytes and no
+    /// close_notify (`wants_read`), and the TCP socket underneath must be
+    /// quiet: any record there (a FATAL, an alert, close_notify) or its end
+    /// means the server spoke on an idle connection. This needs no `&mut`
+    /// and no decryption; polling the TLS stream with a no-op waker would
+    /// also decrypt, but needs `&mut self`. A harmless record arriving
+    /// unasked (a late session ticket or key update; Postgres sends none on
+    /// an idle connection) would only cost a reconnect.
+    fn is_quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        let read = match self {
+            Stream::Tcp(s) => s.try_read(&mut probe),
+            Stream::Unix(s) => s.try_read(&mut probe),
+            Stream::Tls(s) => {
+                let (tcp, session) = s.get_ref();
+                if !session.wants_read() {
+                    return false;
+                }
+                tcp.try_read(&mut probe)
+            }
+        };
+        matches!(read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Negotiates TLS on a fresh TCP connection as `tls.mode` says (see
+    /// [`UpstreamTls`]): SSLRequest, one byte of answer, then the
+    /// handshake. Unix sockets and `disable` are returned as they are.
+    /// `host` is the configured host, the name the certificate is checked
+    /// against.
+    async fn negotiate_tls(
+        self,
+        host: &str,
+        port: u16,
+        tls: &UpstreamTls,
+    ) -> Result<Stream, ClientError> {
+        let Stream::Tcp(mut tcp) = self else {
+            return Ok(self);
+        };
+        let connector = match tls.connector() {
+            None => return Ok(Stream::Tcp(tcp)),
+            Some(Ok(connector)) => connector,
+            Some(Err(e)) => {
+                return Err(tls_failed(
+                    "the proxy's TLS settings for the database server are unusable",
+                    host,
+                    port,
+                    e,
+                ));
+            }
+        };
+        let io = |e: std::io::Error| {
+            tls_failed("could not connect to the database server", host, port, e)
+        };
+        let mut request = [0u8; 8];
+        request[..4].copy_from_slice(&8i32.to_be_bytes());
+        request[4..].copy_from_slice(&SSL_REQUEST_CODE.to_be_bytes());
+        tcp.write_all(&request).await.map_err(io)?;
+        // Exactly one byte: what follows must come through TLS.
+        let mut answer = [0u8; 1];
+        tcp.read_exact(&mut answer).await.map_err(io)?;
+        match answer[0] {
+            b'S' => {}
+            b'N' if matches!(tls.mode, ServerTlsMode::Prefer) => return Ok(Stream::Tcp(tcp)),
+            b'N' => {
+                return Err(tls_failed(
+                    "the database server does not support TLS",
+                    host,
+                    port,
+                    format!("tls: {} needs it", tls.mode),
+                ))
+            }
+            other => {
+                return Err(tls_failed(
+                    "the database server refused the TLS request",
+                    host,
+                    port,
+                    format!("answered {:?}", other as char),
+                ))
+            }
+        }
+        // Bytes sent before the handshake would be unauthenticated plain
+        // text read as if it were encrypted (CVE-2021-23222 on clients).
+        let mut probe = [0u8; 1];
+        match tcp.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(io(e)),
+            Ok(0) => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => {
+                return Err(tls_failed(
+                    "the database server sent unencrypted data after accepting TLS",
+                    host,
+                    port,
+                    "possible man-in-the-middle attack",
+                ))
+            }
+        }
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| {
+            tls_failed(
+                "the database server's host is not a valid TLS server name",
+                host,
+                port,
+                e,
+            )
+        })?;
+        let stream = connector.connect(name, tcp).await.map_err(|e| {
+            let rustls_error = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+            let msg = match rustls_error {
+                Some(rustls::Error::InvalidCertificate(_)) => {
+                    "the database server's TLS certificate was not accepted"
+                }
+                _ => "TLS handshake with the database server failed",
+            };
+            tls_failed(msg, host, port, format_args!("tls: {}: {e}", tls.mode))
+        })?;
+        Ok(Stream::Tls(Box::new(stream)))
+    }
+}
+
+// Reads and writes go straight to the stream underneath (one match per
+// call, no future of their own: this is the per-message path). Reads are
+// cancel-safe: rustls keeps decrypted bytes it has not handed out.
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
-    /// Writes all of `bytes`.
-    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.write_all(bytes).await,
-            Stream::Unix(s) => s.write_all(bytes).await,
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
-    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read(buf),
-            Stream::Unix(s) => s.try_read(buf),
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -147,6 +313,9 @@ impl ServerConn {
         let (stream, addr) = Stream::connect(&target.host, target.port)
             .await
             .map_err(unreachable)?;
+        let stream = stream
+            .negotiate_tls(&target.host, target.port, &target.tls)
+            .await?;
         let mut conn = ServerConn {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -164,7 +333,7 @@ impl ServerConn {
         };
         let startup =
             build::startup_message(&[("user", &target.user), ("database", &target.dbname)]);
-        conn.stream.write_all(&startup).await.map_err(unreachable)?;
+        conn.stream.send(&startup).await.map_err(unreachable)?;
         conn.login(target).await?;
         Ok(conn)
     }
@@ -247,9 +416,12 @@ impl ServerConn {
     /// of stream or stray message (a FATAL from a restarting server) waiting
     /// on the socket. One non-blocking read; used before reuse.
     pub fn looks_alive(&self) -> bool {
-        let mut probe = [0u8; 1];
-        self.rbuf.is_empty()
-            && matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.rbuf.is_empty() && self.stream.is_quiet()
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     /// Records a ParameterStatus the server sent.
@@ -308,7 +480,7 @@ impl ServerConn {
 
     /// Writes bytes and flushes them.
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes).await
+        self.stream.send(bytes).await
     }
 
     /// Runs one simple query whose replies the proxy consumes itself, and
@@ -407,6 +579,13 @@ fn text_row(body: &[u8]) -> Vec<Option<String>> {
 pub fn command_tag(body: &[u8]) -> String {
     let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
     String::from_utf8_lossy(&body[..end]).into_owned()
+}
+
+/// A failed connection attempt while securing it: 08001, as when the
+/// server is unreachable. `detail` is logged, not sent.
+fn tls_failed(msg: &str, host: &str, port: u16, detail: impl std::fmt::Display) -> ClientError {
+    ClientError::fatal(SqlState::CONNECTION_UNABLE, msg.to_owned())
+        .with_detail(format!("{host}:{port}: {detail}"))
 }
 
 fn need_password(target: &ServerTarget) -> Result<&str, ClientError> {

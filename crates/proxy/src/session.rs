@@ -1,6 +1,7 @@
 //! One client connection from its first byte to its last: the startup
 //! packet (and TLS, when the client asks and the proxy has it),
-//! authentication, the login handshake, then the relay loop.
+//! authentication, the login handshake, then the relay loop (or, for the
+//! admin console's database, the console).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wire::build;
+use wire::build::{self, Severity};
 use wire::inspect::TxStatus;
 use wire::startup::{decode_startup, StartupError};
 use wire::{decode_frame, Frame, SqlState, StartupPacket};
@@ -84,8 +85,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
         max_message: shared.config.max_message_size,
     };
     let login = tokio::time::timeout(LOGIN_TIMEOUT, login(&shared, &mut io)).await;
-    let relay = match login {
-        Ok(Ok(Some(relay))) => relay,
+    let login = match login {
+        Ok(Ok(Some(login))) => login,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::info!(?peer, error = %e, "client login failed");
@@ -98,14 +99,44 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             return;
         }
     };
-    if let Err(e) = relay.run(io).await {
+    let tls = io.stream.is_tls();
+    let ended = match login {
+        Login::Relay {
+            relay,
+            user,
+            database,
+        } => {
+            let _listed = shared.client_registry.register(user, database, peer, tls);
+            relay.run(io).await
+        }
+        Login::Console { user } => {
+            let database = crate::admin::DATABASE.to_owned();
+            let _listed = shared.client_registry.register(user, database, peer, tls);
+            crate::admin::serve(&shared, &mut io).await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(?peer, error = %e, "client session ended");
     }
 }
 
+/// A logged-in client: relayed to its pool, or talking to the admin
+/// console. `user` and `database` are kept for the client registry.
+enum Login {
+    Relay {
+        relay: Box<Relay>,
+        user: String,
+        database: String,
+    },
+    Console {
+        user: String,
+    },
+}
+
 /// Startup packet, authentication and the login handshake. `Ok(None)` means
-/// the connection was a cancel request or closed early.
-async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>, ClientError> {
+/// the connection was a cancel request, closed early, or was refused
+/// without a [`ClientError`] (a non-admin asking for the console).
+async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>, ClientError> {
     let (major_minor, params) = loop {
         let packet = match decode_startup(&mut io.rbuf) {
             Ok(Some(p)) => p,
@@ -167,7 +198,9 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
             "replication connections are not supported by pgcoalesce",
         ));
     }
-    if shared.config.database(&database).is_none() {
+    // The console's name, unless a configured database has it.
+    let console = database == crate::admin::DATABASE && shared.config.database(&database).is_none();
+    if !console && shared.config.database(&database).is_none() {
         return Err(ClientError::fatal(
             SqlState::INVALID_CATALOG_NAME,
             format!("database \"{database}\" does not exist"),
@@ -216,6 +249,10 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
         }
     }
 
+    if console {
+        return console_login(shared, io, user).await;
+    }
+
     let pool = shared.pool(&database, &user).ok_or_else(|| {
         ClientError::fatal(SqlState::INVALID_CATALOG_NAME, "database is not configured")
     })?;
@@ -256,12 +293,41 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Relay>,
         coalescer: shared.coalescer.clone().filter(|c| c.active_for(&database)),
         router: shared.routers.get(&database).cloned(),
         replica_pools: shared.replica_pools(&database, &user),
-        database,
-        user,
+        database: database.clone(),
+        user: user.clone(),
         barrier_limit: shared.config.pool.query_wait_timeout,
         stopping: shared.stopping.subscribe(),
     };
-    Ok(Some(Relay::new(pool, lease, client_params, cancel, who)))
+    Ok(Some(Login::Relay {
+        relay: Box::new(Relay::new(pool, lease, client_params, cancel, who)),
+        user,
+        database,
+    }))
+}
+
+/// Ends the login of an authenticated user who asked for the admin
+/// console: admins get the console's greeting; anyone else is refused
+/// with 42501, after authentication so that the refusal tells nothing to
+/// someone without the password.
+async fn console_login(
+    shared: &Shared,
+    io: &mut ClientIo,
+    user: String,
+) -> Result<Option<Login>, ClientError> {
+    if !shared.config.admin_users.contains(&user) {
+        tracing::info!(%user, "refused the admin console: not an admin user");
+        // 42501 insufficient_privilege, as Postgres answers a login without
+        // the CONNECT privilege.
+        let refusal = build::error_response_code(
+            Severity::Fatal,
+            "42501",
+            &format!("user \"{user}\" is not an admin user"),
+        );
+        io.send(refusal.raw()).await?;
+        return Ok(None);
+    }
+    io.send(&crate::admin::greeting()).await?;
+    Ok(Some(Login::Console { user }))
 }
 
 /// Answers an SSLRequest: `N` when the proxy has no TLS, else `S` and the

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use config::Config;
 use dashmap::DashMap;
 
+use crate::admin::clients::ClientRegistry;
 use crate::auth::Credential;
 use crate::cancel::CancelRegistry;
 use crate::classify::RuleShape;
@@ -37,6 +38,11 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Set at shutdown: sessions end at their next idle point.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Logged-in clients, for the admin console.
+    pub client_registry: ClientRegistry,
+    /// Set by the admin console's `SHUTDOWN`: the listener then runs the
+    /// same graceful shutdown as SIGTERM.
+    pub shutdown_request: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -70,6 +76,8 @@ impl Shared {
             cancels: CancelRegistry::default(),
             clients: AtomicUsize::new(0),
             stopping: tokio::sync::watch::channel(false).0,
+            client_registry: ClientRegistry::default(),
+            shutdown_request: tokio::sync::watch::channel(false).0,
             replica_pools: DashMap::new(),
             routers: HashMap::new(),
         };
@@ -175,6 +183,7 @@ impl Shared {
             dbname: db.upstream_dbname().to_owned(),
             password: u.server_password.clone().or_else(|| u.password.clone()),
             connect_timeout: self.config.pool.connect_timeout,
+            tls: crate::tls::UpstreamTls::for_database(db),
         })
     }
 
@@ -189,6 +198,21 @@ impl Shared {
             query_wait_timeout: p.query_wait_timeout,
             server_lifetime: p.server_lifetime,
         })
+    }
+}
+
+impl Shared {
+    /// Every pool on a replica: (database, user, replica index, idle,
+    /// checked out).
+    pub fn replica_pool_counts(&self) -> Vec<(String, String, usize, usize, usize)> {
+        self.replica_pools
+            .iter()
+            .map(|p| {
+                let (database, user, index) = p.key();
+                let (idle, used) = p.value().counts();
+                (database.clone(), user.clone(), *index, idle, used)
+            })
+            .collect()
     }
 }
 

@@ -1,8 +1,13 @@
-//! TLS on the client leg: the acceptor built from the configured PEM files,
-//! and [`ClientStream`], a client's byte stream in plain text or in TLS.
+//! TLS settings for both legs.
 //!
-//! Only the server side of the handshake lives here; when to offer TLS
-//! (the SSLRequest exchange) is the session's business.
+//! Client leg: the acceptor built from the configured PEM files, and
+//! [`ClientStream`], a client's byte stream in plain text or in TLS. Only
+//! the server side of the handshake lives here; when to offer TLS (the
+//! SSLRequest exchange) is the session's business.
+//!
+//! Server leg: [`UpstreamTls`], the rustls client settings for one
+//! database's `tls` mode and `tls_ca_file`, with the certificate checks of
+//! libpq's `sslmode`. The SSLRequest exchange is in [`crate::server`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,12 +15,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use config::ServerTlsMode;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Why the configured certificate or key cannot be used. Each names the
 /// file it is about.
@@ -35,6 +45,17 @@ pub enum TlsError {
         key: PathBuf,
         source: rustls::Error,
     },
+    /// A `tls_ca_file` holds no certificate rustls accepts as a root, or
+    /// the verifier could not be built from them.
+    #[error("{}: {reason}", path.display())]
+    Roots { path: PathBuf, reason: String },
+    /// The server-leg mode verifies certificates but no `tls_ca_file` is
+    /// configured (validation refuses such a config).
+    #[error("tls: {0} needs a tls_ca_file")]
+    NoRoots(ServerTlsMode),
+    /// rustls refused the client settings.
+    #[error("TLS client settings: {0}")]
+    Client(rustls::Error),
 }
 
 /// The client-side TLS settings of a running proxy.
@@ -186,5 +207,252 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             ClientStream::Closed => Poll::Ready(Ok(())),
         }
+    }
+}
+
+/// ALPN protocol name Postgres 17 expects when a client offers ALPN
+/// (<https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL>).
+const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// TLS on the proxy's connections to one database's servers: its `tls`
+/// mode and, unless that is `disable`, the handshake settings built from it
+/// and `tls_ca_file`.
+///
+/// Certificate checks follow libpq's `sslmode`: `prefer` and `require`
+/// accept any certificate, unless a CA file is configured, when they verify
+/// the chain like `verify-ca`; `verify-ca` verifies the chain against the
+/// CA file but not the name; `verify-full` also checks that the certificate
+/// is for the configured host name or IP address.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// The configured mode.
+    pub mode: ServerTlsMode,
+    /// `None` with `disable`. `Err` says why the settings could not be
+    /// built (an unreadable CA file); every connection that would use TLS
+    /// then fails with it.
+    connector: Option<Result<TlsConnector, Arc<TlsError>>>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("mode", &self.mode)
+            .field(
+                "settings",
+                &match &self.connector {
+                    None => "none",
+                    Some(Ok(_)) => "ready",
+                    Some(Err(_)) => "unusable",
+                },
+            )
+            .finish()
+    }
+}
+
+impl UpstreamTls {
+    /// Plain text: no SSLRequest is sent.
+    pub fn disabled() -> UpstreamTls {
+        UpstreamTls {
+            mode: ServerTlsMode::Disable,
+            connector: None,
+        }
+    }
+
+    /// Builds the settings for `mode`, reading the PEM roots in `ca_file`.
+    /// Fails on an unreadable or empty CA file, or a verifying mode without
+    /// one.
+    pub fn load(mode: ServerTlsMode, ca_file: Option<&Path>) -> Result<UpstreamTls, TlsError> {
+        if mode == ServerTlsMode::Disable {
+            return Ok(UpstreamTls::disabled());
+        }
+        let config = client_config(mode, ca_file)?;
+        Ok(UpstreamTls {
+            mode,
+            connector: Some(Ok(TlsConnector::from(Arc::new(config)))),
+        })
+    }
+
+    /// The settings for `db`'s servers. A CA file that cannot be used is
+    /// logged here and makes each connection needing TLS fail (with 08001)
+    /// rather than fall back to plain text.
+    pub fn for_database(db: &config::Database) -> UpstreamTls {
+        match UpstreamTls::load(db.tls, db.tls_ca_file.as_deref()) {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!(database = %db.name, "server TLS settings unusable: {e}");
+                UpstreamTls {
+                    mode: db.tls,
+                    connector: Some(Err(Arc::new(e))),
+                }
+            }
+        }
+    }
+
+    /// The handshake settings: `None` with `disable`, `Err` when they
+    /// could not be built.
+    pub fn connector(&self) -> Option<Result<&TlsConnector, &TlsError>> {
+        self.connector
+            .as_ref()
+            .map(|c| c.as_ref().map_err(|e| &**e))
+    }
+}
+
+/// The rustls client settings for a mode other than `disable` (ring
+/// provider, TLS 1.2 and 1.3, ALPN `postgresql`, no client certificate).
+fn client_config(
+    mode: ServerTlsMode,
+    ca_file: Option<&Path>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = ca_file.map(read_roots).transpose()?;
+    let verifier: Arc<dyn ServerCertVerifier> = match (mode, roots, ca_file) {
+        (ServerTlsMode::VerifyFull, Some(roots), Some(path)) => {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| TlsError::Roots {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?
+        }
+        (_, Some(roots), _) => Arc::new(ChainOnly {
+            roots,
+            provider: provider.clone(),
+        }),
+        (mode, None, _) if mode.verifies() => return Err(TlsError::NoRoots(mode)),
+        _ => Arc::new(AnyCertificate(provider.clone())),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Client)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    Ok(config)
+}
+
+/// The certificates in a `tls_ca_file`, as trust anchors.
+fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_chain(path)? {
+        roots.add(cert).map_err(|e| TlsError::Roots {
+            path: path.to_path_buf(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// `verify-ca` (and `prefer` / `require` with a CA file): the chain must
+/// lead to one of the roots; the name it was issued for is not checked.
+#[derive(Debug)]
+struct ChainOnly {
+    roots: RootCertStore,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// `prefer` and `require` without a CA file: any certificate is accepted
+/// (libpq's `sslmode=require` does not verify either), but the handshake
+/// signatures are still checked, so the peer holds the certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

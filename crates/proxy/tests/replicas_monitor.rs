@@ -478,6 +478,7 @@ async fn monitor_follows_a_real_replica() {
         dbname: "postgres".into(),
         password: primary.superuser_password().map(String::from),
         connect_timeout: Duration::from_secs(5),
+        tls: proxy::tls::UpstreamTls::disabled(),
     };
     let set = ReplicaSet::start(
         target,
