@@ -314,12 +314,11 @@ fn client_config(
                     reason: e.to_string(),
                 })?
         }
-        (_, Some(roots), _) => Arc::new(ChainOnly {
+        (mode, None, _) if mode.verifies() => return Err(TlsError::NoRoots(mode)),
+        (_, roots, _) => Arc::new(ChainCheck {
             roots,
             provider: provider.clone(),
         }),
-        (mode, None, _) if mode.verifies() => return Err(TlsError::NoRoots(mode)),
-        _ => Arc::new(AnyCertificate(provider.clone())),
     };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -345,13 +344,17 @@ fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 
 /// `verify-ca` (and `prefer` / `require` with a CA file): the chain must
 /// lead to one of the roots; the name it was issued for is not checked.
+/// `prefer` and `require` without a CA file (no roots): any certificate is
+/// accepted (libpq's `sslmode=require` does not verify either). Either way
+/// the handshake signatures are checked, so the peer holds the
+/// certificate's key.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: RootCertStore,
+struct ChainCheck {
+    roots: Option<RootCertStore>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ChainCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -360,10 +363,13 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.provider.signature_verification_algorithms.all,
@@ -403,56 +409,5 @@ impl ServerCertVerifier for ChainOnly {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// `prefer` and `require` without a CA file: any certificate is accepted
-/// (libpq's `sslmode=require` does not verify either), but the handshake
-/// signatures are still checked, so the peer holds the certificate's key.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

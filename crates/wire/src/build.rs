@@ -17,7 +17,7 @@ fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Frame {
 
 /// Appends one typed message to `buf`: `tag`, then a length patched in
 /// after `body` wrote.
-fn append(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+pub fn append(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     let start = buf.len();
     buf.put_u8(tag);
     buf.put_i32(0);

@@ -38,7 +38,7 @@ impl Table {
     /// Starts a result set with these columns.
     pub fn new(columns: &[(&str, Type)]) -> Table {
         let mut out = BytesMut::with_capacity(1024);
-        message(&mut out, b'T', |b| {
+        build::append(&mut out, b'T', |b| {
             b.put_i16(columns.len() as i16);
             for (name, ty) in columns {
                 let (oid, size) = ty.oid_and_size();
@@ -62,7 +62,7 @@ impl Table {
     /// ones are dropped, so a row always matches the header.
     pub fn row(&mut self, values: Vec<Option<String>>) {
         let width = self.width;
-        message(&mut self.out, b'D', |b| {
+        build::append(&mut self.out, b'D', |b| {
             b.put_i16(width as i16);
             let mut values = values.into_iter();
             for _ in 0..width {
@@ -83,16 +83,6 @@ impl Table {
             .extend_from_slice(build::command_complete("SHOW").raw());
         self.out
     }
-}
-
-/// Appends one typed message, its length patched in after `body` wrote.
-fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    let start = buf.len();
-    buf.put_u8(tag);
-    buf.put_i32(0);
-    body(buf);
-    let len = (buf.len() - start - 1) as i32;
-    buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
 
 /// A value as text.
