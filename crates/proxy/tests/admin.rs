@@ -272,13 +272,16 @@ async fn coalesce_shows_pending_keys_until_they_flush() {
     for (entity, v) in [("e1", 1), ("e2", 1), ("e3", 1), ("e1", 2)] {
         write(entity, v, env.client().await);
     }
+    // The writers run concurrently: wait until all five have arrived (the
+    // second write of e1 may come after the other keys).
     eventually("SHOW COALESCE: 3 keys wait behind the lock", || async {
         let groups = show(&admin, "SHOW COALESCE").await;
         assert_eq!(groups.len(), 1, "{groups:?}");
         assert_eq!(groups[0]["database"], DB);
         assert_eq!(groups[0]["user"], USER);
         assert_eq!(groups[0]["rule"], "metadata_upsert");
-        groups[0]["pending"] == "3"
+        let received = show(&admin, "SHOW STATS").await[0]["received"].clone();
+        groups[0]["pending"] == "3" && received == "5"
     })
     .await;
     let stats = show(&admin, "SHOW STATS").await;
