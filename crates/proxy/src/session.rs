@@ -318,9 +318,9 @@ async fn console_login(
         tracing::info!(%user, "refused the admin console: not an admin user");
         // 42501 insufficient_privilege, as Postgres answers a login without
         // the CONNECT privilege.
-        let refusal = build::error_response_code(
+        let refusal = build::error_response(
             Severity::Fatal,
-            "42501",
+            SqlState::INSUFFICIENT_PRIVILEGE,
             &format!("user \"{user}\" is not an admin user"),
         );
         io.send(refusal.raw()).await?;

@@ -18,6 +18,10 @@ impl SqlState {
     pub const INVALID_AUTHORIZATION: SqlState = SqlState("28000");
     /// 28P01 invalid_password
     pub const INVALID_PASSWORD: SqlState = SqlState("28P01");
+    /// 42501 insufficient_privilege
+    pub const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
+    /// 42601 syntax_error
+    pub const SYNTAX_ERROR: SqlState = SqlState("42601");
     /// 3D000 invalid_catalog_name (unknown database)
     pub const INVALID_CATALOG_NAME: SqlState = SqlState("3D000");
     /// 53300 too_many_connections

@@ -32,10 +32,6 @@ use command::{Command, SUPPORTED};
 /// real database of that name.
 pub const DATABASE: &str = "pgcoalesce_admin";
 
-/// 42601 syntax_error: a command the console does not know.
-const SYNTAX_ERROR: &str = "42601";
-/// 0A000 feature_not_supported.
-const NOT_SUPPORTED: &str = "0A000";
 /// The longest piece of an unknown command quoted back.
 const QUOTE_LIMIT: usize = 64;
 
@@ -139,7 +135,7 @@ fn answer(shared: &Shared, query: &Frame) -> (BytesMut, bool) {
         Command::NotYet(name) => {
             let msg = format!("{name} is not supported yet by pgcoalesce");
             out.extend_from_slice(
-                build::error_response_code(Severity::Error, NOT_SUPPORTED, &msg).raw(),
+                build::error_response(Severity::Error, SqlState::FEATURE_NOT_SUPPORTED, &msg).raw(),
             );
         }
         Command::Unknown => {
@@ -148,7 +144,7 @@ fn answer(shared: &Shared, query: &Frame) -> (BytesMut, bool) {
                 quote(&text)
             );
             out.extend_from_slice(
-                build::error_response_code(Severity::Error, SYNTAX_ERROR, &msg).raw(),
+                build::error_response(Severity::Error, SqlState::SYNTAX_ERROR, &msg).raw(),
             );
         }
     }
