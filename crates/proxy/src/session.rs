@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wire::build::{self, Severity};
+use wire::build;
 use wire::inspect::TxStatus;
 use wire::startup::{decode_startup, StartupError};
 use wire::{decode_frame, Frame, SqlState, StartupPacket};
@@ -134,8 +134,7 @@ enum Login {
 }
 
 /// Startup packet, authentication and the login handshake. `Ok(None)` means
-/// the connection was a cancel request, closed early, or was refused
-/// without a [`ClientError`] (a non-admin asking for the console).
+/// the connection was a cancel request or closed early.
 async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>, ClientError> {
     let (major_minor, params) = loop {
         let packet = match decode_startup(&mut io.rbuf) {
@@ -315,16 +314,12 @@ async fn console_login(
     user: String,
 ) -> Result<Option<Login>, ClientError> {
     if !shared.config.admin_users.contains(&user) {
-        tracing::info!(%user, "refused the admin console: not an admin user");
         // 42501 insufficient_privilege, as Postgres answers a login without
         // the CONNECT privilege.
-        let refusal = build::error_response(
-            Severity::Fatal,
+        return Err(ClientError::fatal(
             SqlState::INSUFFICIENT_PRIVILEGE,
-            &format!("user \"{user}\" is not an admin user"),
-        );
-        io.send(refusal.raw()).await?;
-        return Ok(None);
+            format!("user \"{user}\" is not an admin user"),
+        ));
     }
     io.send(&crate::admin::greeting()).await?;
     Ok(Some(Login::Console { user }))
