@@ -18,13 +18,15 @@ use crate::pool::{Pool, PoolConfig};
 use crate::replicas::{ReadSplitSettings, ReplicaSet};
 use crate::router::Router;
 use crate::server::ServerTarget;
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, UpstreamTls};
 
 /// Shared state of one running proxy.
 pub struct Shared {
     pub config: Config,
     /// TLS for clients, when the config has a `tls` section.
     pub tls: Option<ClientTls>,
+    /// TLS to each database's servers (primary and replicas), built once.
+    upstream_tls: HashMap<String, UpstreamTls>,
     pub credentials: HashMap<String, Credential>,
     pools: DashMap<(String, String), Pool>,
     /// Client pools on replicas, by (database, user, replica index).
@@ -67,10 +69,16 @@ impl Shared {
         let rules: Vec<Rule> = config.coalesce.iter().map(rule_from_config).collect();
         let databases: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
         let coalescer = (!rules.is_empty()).then(|| Arc::new(Coalescer::new(rules, &databases)));
+        let upstream_tls = config
+            .databases
+            .iter()
+            .map(|db| (db.name.clone(), UpstreamTls::for_database(db)))
+            .collect();
         let mut shared = Shared {
             coalescer,
             config,
             tls,
+            upstream_tls,
             credentials,
             pools: DashMap::new(),
             cancels: CancelRegistry::default(),
@@ -183,7 +191,7 @@ impl Shared {
             dbname: db.upstream_dbname().to_owned(),
             password: u.server_password.clone().or_else(|| u.password.clone()),
             connect_timeout: self.config.pool.connect_timeout,
-            tls: crate::tls::UpstreamTls::for_database(db),
+            tls: self.upstream_tls.get(database)?.clone(),
         })
     }
 
