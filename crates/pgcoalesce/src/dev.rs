@@ -48,7 +48,7 @@ pub async fn run(cli: &Cli) -> Result<()> {
     println!("DATABASE_URL=postgres://postgres@{listen}/{DATABASE}");
     println!("psql 'postgres://postgres@{listen}/{DATABASE}'");
     eprintln!("Ctrl-C stops the proxy and removes both servers.");
-    let result = serve(config).await;
+    let result = serve(config, None).await;
     drop(replica);
     drop(primary);
     result

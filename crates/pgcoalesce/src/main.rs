@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use config::{Config, LogFormat, PoolMode};
 
 /// A PostgreSQL wire-protocol proxy: pooling, read splitting and upsert coalescing.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "pgcoalesce", version)]
 struct Cli {
     /// YAML config file.
@@ -38,7 +38,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Start a throwaway primary and replica with the reference schema and
     /// run the proxy in front of them; Ctrl-C stops and removes everything.
@@ -85,7 +85,13 @@ fn main() -> Result<()> {
             None => dev::run(&cli).await,
             Some(config) => {
                 init_logging(config.log_format);
-                serve(config).await
+                // SIGHUP and the console's RELOAD read the file and the
+                // command line again, as at start.
+                let cli = cli.clone();
+                let source: proxy::state::ConfigSource = std::sync::Arc::new(move || {
+                    build_config(&cli, None).map_err(|e| format!("{e:#}"))
+                });
+                serve(config, Some(source)).await
             }
         }
     })
@@ -144,28 +150,34 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Runs the proxy until SIGINT or SIGTERM.
-async fn serve(config: Config) -> Result<()> {
-    let proxy = proxy::Proxy::start(config).await?;
-    tokio::select! {
-        r = wait_for_signal() => r?,
-        // The admin console's SHUTDOWN: its drain is already under way.
-        _ = proxy.shutdown_requested() => {}
+/// Runs the proxy until SIGINT or SIGTERM (or the console's SHUTDOWN);
+/// SIGHUP reloads the config from `source`.
+async fn serve(config: Config, source: Option<proxy::state::ConfigSource>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let proxy = proxy::Proxy::start_with_source(config, source).await?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for Ctrl-C")?;
+                break;
+            }
+            _ = term.recv() => break,
+            // The admin console's SHUTDOWN: its drain is already under way.
+            _ = proxy.shutdown_requested() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                if let Err(e) = proxy.reload().await {
+                    tracing::error!("config not reloaded: {e}");
+                }
+            }
+        }
     }
     tracing::info!("shutting down: flushing pending coalesced writes");
     let left = proxy.shutdown(std::time::Duration::from_secs(60)).await;
     if left > 0 {
         anyhow::bail!("{left} coalesced writes could not be flushed before exit");
-    }
-    Ok(())
-}
-
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
     }
     Ok(())
 }

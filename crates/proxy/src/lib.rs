@@ -19,11 +19,12 @@
 //! - [`replicas`]: replica health and lag, and the choice of a replica.
 //! - [`route`]: whether a statement may run on a replica (sqlparser).
 //! - [`router`]: read routing of one database: replicas, volatility, cache.
-//! - [`state`]: what all sessions share.
+//! - [`state`]: what all sessions share, and the live config snapshot.
+//! - [`reload`]: applying a new config to a running proxy.
 //! - [`tls`]: TLS on the client leg: the acceptor and the client's stream.
 //! - [`quote`]: quoting in SQL the proxy writes itself.
 //! - [`error`]: errors with a SQLSTATE a client may see.
-//! - [`admin`]: the admin console (`SHOW …`, `SHUTDOWN`) and the registry
+//! - [`admin`]: the admin console (`SHOW …`, `PAUSE`, `RELOAD`, `SHUTDOWN`) and the registry
 //!   of logged-in clients it lists.
 
 pub mod admin;
@@ -41,6 +42,7 @@ pub mod pool;
 pub mod prepared;
 pub mod quote;
 pub mod relay;
+pub mod reload;
 pub mod replicas;
 pub mod route;
 pub mod router;

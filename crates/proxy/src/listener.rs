@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use wire::build::{self, Severity};
 use wire::SqlState;
 
-use crate::state::Shared;
+use crate::state::{ConfigSource, Shared};
 
 /// A running proxy.
 pub struct Proxy {
@@ -44,8 +44,19 @@ pub enum StartError {
 
 impl Proxy {
     /// Binds `config.listen` (port 0 picks a free port) and starts serving.
-    /// With a `tls` section, its certificate and key are read first.
+    /// With a `tls` section, its certificate and key are read first. A
+    /// reload re-applies this config (re-reading TLS files); use
+    /// [`start_with_source`](Self::start_with_source) to reload from a file.
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
+        Proxy::start_with_source(config, None).await
+    }
+
+    /// [`start`](Self::start), with `source` giving the config that
+    /// [`reload`](Self::reload) and the console's `RELOAD` apply.
+    pub async fn start_with_source(
+        config: Config,
+        source: Option<ConfigSource>,
+    ) -> Result<Proxy, StartError> {
         let tls = config
             .tls
             .as_ref()
@@ -62,9 +73,10 @@ impl Proxy {
             addr: listen,
             source,
         })?;
-        let shared = Shared::new(config, tls).map_err(StartError::Credentials)?;
+        let metrics_listen = config.metrics_listen;
+        let shared = Shared::new(config, tls, source).map_err(StartError::Credentials)?;
         let (stop, stopped) = watch::channel(false);
-        let metrics_addr = match shared.config.metrics_listen {
+        let metrics_addr = match metrics_listen {
             Some(at) => Some(
                 crate::metrics::start(at, shared.clone())
                     .await
@@ -99,6 +111,13 @@ impl Proxy {
     /// The coalescer, when the config has rules (for tests and the admin side).
     pub fn coalescer(&self) -> Option<&Arc<crate::coalesce::Coalescer>> {
         self.shared.coalescer.as_ref()
+    }
+
+    /// Reads the config again from the source and applies it (SIGHUP). `Ok`
+    /// carries warnings about settings that need a restart; `Err` says why
+    /// nothing changed. See [`crate::reload`].
+    pub async fn reload(&self) -> Result<Vec<String>, String> {
+        crate::reload::reload(&self.shared).await
     }
 
     /// Resolves when an admin asked for shutdown (`SHUTDOWN` on the
@@ -162,6 +181,10 @@ async fn drain(shared: &Shared, limit: std::time::Duration) -> usize {
     if left > 0 {
         tracing::warn!(clients = left, "clients still busy at shutdown are cut off");
     }
+    // Pending writes are flushed through the writers' pools.
+    for database in shared.paused_databases() {
+        shared.resume(&database);
+    }
     match &shared.coalescer {
         Some(c) => {
             let left = c.flush_all(limit).await;
@@ -198,7 +221,7 @@ async fn accept_loop(
         let n = shared.clients.fetch_add(1, Ordering::Relaxed) + 1;
         let shared = shared.clone();
         tokio::spawn(async move {
-            if n > shared.config.max_client_conn {
+            if n > shared.live().config.max_client_conn {
                 refuse(stream).await;
             } else {
                 tracing::debug!(%peer, "client connected");

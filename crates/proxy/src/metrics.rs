@@ -128,7 +128,8 @@ fn publish(shared: &Shared) {
             gauge!("pgcoalesce_coalesce_pending_keys", &labels).set(pending as f64);
         }
     }
-    for (database, router) in &shared.routers {
+    let live = shared.live();
+    for (database, router) in &live.routers {
         for r in router.replicas.states() {
             let labels = [
                 ("database", database.clone()),

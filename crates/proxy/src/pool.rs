@@ -2,13 +2,21 @@
 //! [`Lease`]: dropping it returns the connection, resets it first when a
 //! client left a transaction or session state behind, or closes it when the
 //! exchange on it broke off. No path forgets a connection.
+//!
+//! A pool outlives config reloads: [`Pool::reconfigure`] changes its size
+//! and timing in place, and a new target (host, credentials, TLS) starts a
+//! new generation, so connections made for the old one are closed as they
+//! come back instead of being handed out again. [`Pool::pause`] holds new
+//! checkouts until [`Pool::resume`] (the console's `PAUSE`/`RESUME`).
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use config::PoolMode;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wire::inspect::TxStatus;
 use wire::SqlState;
 
@@ -17,7 +25,7 @@ use crate::prepared::StatementRegistry;
 use crate::server::{ServerConn, ServerTarget};
 
 /// Timing and sizing of one pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     pub mode: PoolMode,
     pub size: usize,
@@ -33,15 +41,26 @@ pub struct Pool {
     inner: Arc<PoolInner>,
 }
 
-struct PoolInner {
+/// Where a pool's connections go, and which generation of the target that
+/// is: a connection made for an older generation is never reused.
+struct Generation {
+    number: u64,
     target: ServerTarget,
-    config: PoolConfig,
-    /// Boxed: a connection moves in and out of here on every transaction,
-    /// and a pointer is cheaper to move than the whole connection.
+}
+
+struct PoolInner {
+    target: ArcSwap<Generation>,
+    config: ArcSwap<PoolConfig>,
+    /// Connections of the current generation only. Boxed: a connection
+    /// moves in and out of here on every transaction, and a pointer is
+    /// cheaper to move than the whole connection.
     #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<ServerConn>>>,
     permits: Arc<Semaphore>,
     statements: StatementRegistry,
+    /// Set by `PAUSE`: checkouts wait for `resumed`.
+    paused: AtomicBool,
+    resumed: Notify,
 }
 
 impl Pool {
@@ -50,10 +69,12 @@ impl Pool {
     pub fn new(target: ServerTarget, config: PoolConfig) -> Pool {
         let inner = Arc::new(PoolInner {
             permits: Arc::new(Semaphore::new(config.size)),
-            target,
-            config,
+            target: ArcSwap::from_pointee(Generation { number: 0, target }),
+            config: ArcSwap::from_pointee(config),
             idle: Mutex::new(Vec::new()),
             statements: StatementRegistry::default(),
+            paused: AtomicBool::new(false),
+            resumed: Notify::new(),
         });
         tokio::spawn(maintain(Arc::downgrade(&inner)));
         Pool { inner }
@@ -61,7 +82,7 @@ impl Pool {
 
     /// The pool mode clients of this pool get.
     pub fn mode(&self) -> PoolMode {
-        self.inner.config.mode
+        self.inner.config.load().mode
     }
 
     /// Shared prepared statement names of this pool.
@@ -70,55 +91,86 @@ impl Pool {
     }
 
     /// Checks out a connection, waiting up to `query_wait_timeout` for one to
-    /// be free, and connecting a new one when none is idle.
+    /// be free (or for the pool to be resumed), and connecting a new one when
+    /// none is idle.
     pub async fn acquire(&self) -> Result<Lease, ClientError> {
-        let wait = self.inner.config.query_wait_timeout;
+        let wait = self.inner.config.load().query_wait_timeout;
+        let started = tokio::time::Instant::now();
+        if self.inner.paused.load(Ordering::Acquire) {
+            self.wait_for_resume(started + wait, wait).await?;
+        }
         // A free slot is taken without arming the wait's timer.
         let free = self.inner.permits.clone().try_acquire_owned();
         let permit = match free {
             Ok(p) => p,
-            Err(_) => self.wait_for_permit(wait).await?,
+            Err(_) => self.wait_for_permit(started + wait, wait).await?,
         };
-        let reuse = self.take_idle();
-        let conn = match reuse {
-            Some(c) => c,
-            // Boxed, so the rare login does not size every acquire's future.
-            None => Box::new(Box::pin(ServerConn::connect(&self.inner.target)).await?),
+        let (conn, generation) = match self.take_idle() {
+            Some(reused) => reused,
+            None => {
+                let target = self.inner.target.load_full();
+                // Boxed, so the rare login does not size every acquire's future.
+                let conn = Box::pin(ServerConn::connect(&target.target)).await?;
+                (Box::new(conn), target.number)
+            }
         };
         Ok(Lease {
             conn: Some(conn),
+            generation,
             pool: self.inner.clone(),
             _permit: Some(permit),
         })
     }
 
-    /// Waits up to `wait` for a slot in the pool.
-    async fn wait_for_permit(&self, wait: Duration) -> Result<OwnedSemaphorePermit, ClientError> {
-        match tokio::time::timeout(wait, self.inner.permits.clone().acquire_owned()).await {
+    /// Waits until `deadline` for a slot in the pool.
+    async fn wait_for_permit(
+        &self,
+        deadline: tokio::time::Instant,
+        wait: Duration,
+    ) -> Result<OwnedSemaphorePermit, ClientError> {
+        let permit = self.inner.permits.clone().acquire_owned();
+        match tokio::time::timeout_at(deadline, permit).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(ClientError::fatal(
                 SqlState::ADMIN_SHUTDOWN,
                 "the pool is closed",
             )),
-            Err(_) => Err(ClientError::error(
-                SqlState::QUERY_CANCELED,
-                format!(
-                    "query_wait_timeout: no server connection became free within {} ms",
-                    wait.as_millis()
-                ),
-            )),
+            Err(_) => Err(wait_timeout(wait, "no server connection became free")),
         }
     }
 
-    fn take_idle(&self) -> Option<Box<ServerConn>> {
-        let lifetime = self.inner.config.server_lifetime;
+    /// Waits until `deadline` for a paused pool to be resumed.
+    async fn wait_for_resume(
+        &self,
+        deadline: tokio::time::Instant,
+        wait: Duration,
+    ) -> Result<(), ClientError> {
+        loop {
+            let resumed = self.inner.resumed.notified();
+            tokio::pin!(resumed);
+            // Registered before the check, so a resume in between is seen.
+            resumed.as_mut().enable();
+            if !self.inner.paused.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, resumed).await.is_err() {
+                return Err(wait_timeout(wait, "the pool stayed paused"));
+            }
+        }
+    }
+
+    /// An idle connection of the current generation, with that generation.
+    fn take_idle(&self) -> Option<(Box<ServerConn>, u64)> {
+        let lifetime = self.inner.config.load().server_lifetime;
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Read under the lock: a new generation empties `idle` under it too.
+        let generation = self.inner.target.load().number;
         while let Some(c) = idle.pop() {
             if !c.looks_alive() {
                 continue; // closed by the server (restart, terminate): drop it
             }
             if c.created.elapsed() < lifetime {
-                return Some(c);
+                return Some((c, generation));
             }
             tokio::spawn(c.terminate());
         }
@@ -128,14 +180,114 @@ impl Pool {
     /// Number of connections idle and checked out, for the admin console.
     pub fn counts(&self) -> (usize, usize) {
         let idle = self.inner.idle.lock().map(|i| i.len()).unwrap_or(0);
-        let used = self.inner.config.size - self.inner.permits.available_permits();
+        let size = self.inner.config.load().size;
+        let used = size.saturating_sub(self.inner.permits.available_permits());
         (idle, used)
     }
+
+    /// Applies a reloaded config. A changed size takes effect at once for
+    /// growth and as connections come back for shrinking; a changed target
+    /// closes the idle connections now and the checked-out ones when their
+    /// clients return them, so every later checkout uses the new target.
+    pub fn reconfigure(&self, target: ServerTarget, config: PoolConfig) {
+        let inner = &self.inner;
+        let old = inner.config.load_full();
+        if config.size > old.size {
+            inner.permits.add_permits(config.size - old.size);
+        } else if config.size < old.size {
+            // Taken as they are released, then forgotten.
+            let shrink = u32::try_from(old.size - config.size).unwrap_or(u32::MAX);
+            let permits = inner.permits.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many_owned(shrink).await {
+                    p.forget();
+                }
+            });
+        }
+        inner.config.store(Arc::new(config));
+        self.retarget(target);
+    }
+
+    /// Uses `target` for new connections; when it is another server or
+    /// login (not just rebuilt TLS settings), also starts a new generation.
+    fn retarget(&self, target: ServerTarget) {
+        let inner = &self.inner;
+        let stale = {
+            let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let current = inner.target.load_full();
+            let same = same_server(&current.target, &target);
+            let number = current.number + u64::from(!same);
+            inner.target.store(Arc::new(Generation { number, target }));
+            if same {
+                return;
+            }
+            std::mem::take(&mut *idle)
+        };
+        for c in stale {
+            tokio::spawn(c.terminate());
+        }
+    }
+
+    /// Holds new checkouts (they wait up to `query_wait_timeout`), waits
+    /// until every checked-out connection is back, then closes the idle
+    /// ones, so Postgres can be restarted or failed over underneath.
+    /// Clients in session mode keep their connection: this waits for them
+    /// to disconnect, as PgBouncer's `PAUSE` does.
+    pub async fn pause(&self) {
+        self.hold();
+        loop {
+            let (_, used) = self.counts();
+            if used == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let idle = std::mem::take(&mut *self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        for c in idle {
+            c.terminate().await;
+        }
+    }
+
+    /// Holds new checkouts, without waiting for the checked-out ones.
+    pub fn hold(&self) {
+        self.inner.paused.store(true, Ordering::Release);
+    }
+
+    /// Lets waiting and new checkouts go on after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.inner.paused.store(false, Ordering::Release);
+        self.inner.resumed.notify_waiters();
+    }
+
+    /// Whether the pool is paused.
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(Ordering::Acquire)
+    }
+}
+
+/// Whether connections made for `a` are as good as ones made for `b`.
+fn same_server(a: &ServerTarget, b: &ServerTarget) -> bool {
+    a.host == b.host
+        && a.port == b.port
+        && a.user == b.user
+        && a.dbname == b.dbname
+        && a.password == b.password
+        && a.tls.mode == b.tls.mode
+}
+
+/// `query_wait_timeout` ran out; `why` says on what.
+fn wait_timeout(wait: Duration, why: &str) -> ClientError {
+    ClientError::error(
+        SqlState::QUERY_CANCELED,
+        format!("query_wait_timeout: {why} within {} ms", wait.as_millis()),
+    )
 }
 
 /// A checked-out server connection.
 pub struct Lease {
     conn: Option<Box<ServerConn>>,
+    /// The pool's generation the connection was made for.
+    generation: u64,
     pool: Arc<PoolInner>,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -178,12 +330,10 @@ impl Drop for Lease {
         }
         let pool = self.pool.clone();
         let permit = self._permit.take();
+        let generation = self.generation;
         if conn.status == TxStatus::Idle && !conn.dirty {
             conn.last_used = Instant::now();
-            pool.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            pool.put_idle(conn, generation);
             drop(permit);
             return;
         }
@@ -194,13 +344,24 @@ impl Drop for Lease {
             handle.spawn(async move {
                 if reset(&mut conn).await {
                     conn.last_used = Instant::now();
-                    pool.idle
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(conn);
+                    pool.put_idle(conn, generation);
                 }
                 drop(permit);
             });
+        }
+    }
+}
+
+impl PoolInner {
+    /// Returns a connection to the idle list, or closes it when it was made
+    /// for an older generation of the target.
+    fn put_idle(&self, conn: Box<ServerConn>, generation: u64) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if self.target.load().number == generation {
+            idle.push(conn);
+        } else {
+            drop(idle);
+            tokio::spawn(conn.terminate());
         }
     }
 }
@@ -234,7 +395,7 @@ async fn maintain(pool: Weak<PoolInner>) {
     loop {
         tick.tick().await;
         let Some(pool) = pool.upgrade() else { return };
-        let cfg = &pool.config;
+        let cfg = pool.config.load_full();
         let expired: Vec<Box<ServerConn>> = {
             let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
             let mut keep = Vec::with_capacity(idle.len());
@@ -258,19 +419,20 @@ async fn maintain(pool: Weak<PoolInner>) {
         for c in expired {
             c.terminate().await;
         }
-        let missing = cfg
-            .min_idle
-            .saturating_sub(pool.idle.lock().map(|i| i.len()).unwrap_or(0));
+        // A paused pool stays empty until resumed.
+        let missing = if pool.paused.load(Ordering::Acquire) {
+            0
+        } else {
+            cfg.min_idle
+                .saturating_sub(pool.idle.lock().map(|i| i.len()).unwrap_or(0))
+        };
         for _ in 0..missing {
             let Ok(permit) = pool.permits.clone().try_acquire_owned() else {
                 break;
             };
-            match ServerConn::connect(&pool.target).await {
-                Ok(c) => pool
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Box::new(c)),
+            let target = pool.target.load_full();
+            match ServerConn::connect(&target.target).await {
+                Ok(c) => pool.put_idle(Box::new(c), target.number),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not open a min_idle server connection");
                     break;

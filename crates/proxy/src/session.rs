@@ -18,7 +18,7 @@ use crate::auth::{AuthStep, ClientAuth};
 use crate::error::ClientError;
 use crate::params::ClientParams;
 use crate::relay::{Identity, Relay};
-use crate::state::Shared;
+use crate::state::{Live, Shared};
 use crate::tls::ClientStream;
 
 /// How long a client may take from connecting to being authenticated.
@@ -82,7 +82,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let mut io = ClientIo {
         stream: ClientStream::Plain(stream),
         rbuf: BytesMut::with_capacity(8 * 1024),
-        max_message: shared.config.max_message_size,
+        max_message: shared.live().config.max_message_size,
     };
     let login = tokio::time::timeout(LOGIN_TIMEOUT, login(&shared, &mut io)).await;
     let login = match login {
@@ -136,6 +136,8 @@ enum Login {
 /// Startup packet, authentication and the login handshake. `Ok(None)` means
 /// the connection was a cancel request or closed early.
 async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>, ClientError> {
+    // One config snapshot for the whole login, even across a reload.
+    let live = shared.live();
     let (major_minor, params) = loop {
         let packet = match decode_startup(&mut io.rbuf) {
             Ok(Some(p)) => p,
@@ -149,7 +151,7 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
         };
         match packet {
             StartupPacket::SslRequest => {
-                if !negotiate_tls(shared, io).await? {
+                if !negotiate_tls(&live, io).await? {
                     return Ok(None);
                 }
             }
@@ -163,7 +165,7 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
                 return Ok(None);
             }
             StartupPacket::Startup { .. }
-                if !io.stream.is_tls() && shared.tls.as_ref().is_some_and(|t| t.required) =>
+                if !io.stream.is_tls() && live.tls.as_ref().is_some_and(|t| t.required) =>
             {
                 return Err(ClientError::fatal(
                     SqlState::INVALID_AUTHORIZATION,
@@ -198,14 +200,14 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
         ));
     }
     // The console's name, unless a configured database has it.
-    let console = database == crate::admin::DATABASE && shared.config.database(&database).is_none();
-    if !console && shared.config.database(&database).is_none() {
+    let console = database == crate::admin::DATABASE && live.config.database(&database).is_none();
+    if !console && live.config.database(&database).is_none() {
         return Err(ClientError::fatal(
             SqlState::INVALID_CATALOG_NAME,
             format!("database \"{database}\" does not exist"),
         ));
     }
-    let Some(cred) = shared.credentials.get(&user) else {
+    let Some(cred) = live.credentials.get(&user) else {
         return Err(ClientError::fatal(
             SqlState::INVALID_AUTHORIZATION,
             format!("role \"{user}\" does not exist"),
@@ -249,10 +251,10 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
     }
 
     if console {
-        return console_login(shared, io, user).await;
+        return console_login(&live, io, user).await;
     }
 
-    let pool = shared.pool(&database, &user).ok_or_else(|| {
+    let pool = shared.pool_in(&live, &database, &user).ok_or_else(|| {
         ClientError::fatal(SqlState::INVALID_CATALOG_NAME, "database is not configured")
     })?;
     // Check out a server now: it proves the upstream accepts this login and
@@ -290,11 +292,11 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
     io.send(&out).await?;
     let who = Identity {
         coalescer: shared.coalescer.clone().filter(|c| c.active_for(&database)),
-        router: shared.routers.get(&database).cloned(),
-        replica_pools: shared.replica_pools(&database, &user),
+        router: live.routers.get(&database).cloned(),
+        replica_pools: shared.replica_pools(&live, &database, &user),
         database: database.clone(),
         user: user.clone(),
-        barrier_limit: shared.config.pool.query_wait_timeout,
+        barrier_limit: live.config.pool.query_wait_timeout,
         stopping: shared.stopping.subscribe(),
     };
     Ok(Some(Login::Relay {
@@ -309,11 +311,11 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
 /// with 42501, after authentication so that the refusal tells nothing to
 /// someone without the password.
 async fn console_login(
-    shared: &Shared,
+    live: &Live,
     io: &mut ClientIo,
     user: String,
 ) -> Result<Option<Login>, ClientError> {
-    if !shared.config.admin_users.contains(&user) {
+    if !live.config.admin_users.contains(&user) {
         // 42501 insufficient_privilege, as Postgres answers a login without
         // the CONNECT privilege.
         return Err(ClientError::fatal(
@@ -328,11 +330,11 @@ async fn console_login(
 /// Answers an SSLRequest: `N` when the proxy has no TLS, else `S` and the
 /// server side of the handshake; the startup packet then comes over TLS.
 /// `Ok(false)`: the handshake failed and the connection is over.
-async fn negotiate_tls(shared: &Shared, io: &mut ClientIo) -> Result<bool, ClientError> {
+async fn negotiate_tls(live: &Live, io: &mut ClientIo) -> Result<bool, ClientError> {
     if io.stream.is_tls() {
         return Err(late_request());
     }
-    let Some(tls) = &shared.tls else {
+    let Some(tls) = &live.tls else {
         io.send(b"N").await?;
         return Ok(true);
     };

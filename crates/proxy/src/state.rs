@@ -1,11 +1,16 @@
-//! What every session shares: the config snapshot, prepared credentials,
-//! the pools and the cancel keys. Built once per config; no globals, so tests
-//! run many proxies in one process.
+//! What every session shares: the live config snapshot with what is built
+//! from it (credentials, TLS, read routers), the pools and the cancel keys.
+//! No globals, so tests run many proxies in one process.
+//!
+//! The config part is [`Live`], swapped whole by a reload (see
+//! [`crate::reload`]): a session reads one snapshot at login and keeps it.
+//! Pools outlive reloads and are reconfigured in place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use config::Config;
 use dashmap::DashMap;
 
@@ -20,21 +25,19 @@ use crate::router::Router;
 use crate::server::ServerTarget;
 use crate::tls::{ClientTls, UpstreamTls};
 
+/// Re-reads the config for a reload (`RELOAD`, SIGHUP): the binary's file
+/// and command line. The error is shown to whoever asked for the reload.
+pub type ConfigSource = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
 /// Shared state of one running proxy.
 pub struct Shared {
-    pub config: Config,
-    /// TLS for clients, when the config has a `tls` section.
-    pub tls: Option<ClientTls>,
-    /// TLS to each database's servers (primary and replicas), built once.
-    upstream_tls: HashMap<String, UpstreamTls>,
-    pub credentials: HashMap<String, Credential>,
+    live: ArcSwap<Live>,
     pools: DashMap<(String, String), Pool>,
     /// Client pools on replicas, by (database, user, replica index).
     replica_pools: DashMap<(String, String, usize), Pool>,
-    /// Read routing per database that has replicas.
-    pub routers: HashMap<String, Arc<Router>>,
     pub cancels: CancelRegistry,
-    /// Present when the config has coalescing rules.
+    /// Present when the config has coalescing rules. Fixed at start: its
+    /// rules hold pending writes, so changing them needs a restart.
     pub coalescer: Option<Arc<Coalescer>>,
     /// Connected clients, for `max_client_conn`.
     pub clients: AtomicUsize,
@@ -45,41 +48,67 @@ pub struct Shared {
     /// Set by the admin console's `SHUTDOWN`: the listener then runs the
     /// same graceful shutdown as SIGTERM.
     pub shutdown_request: tokio::sync::watch::Sender<bool>,
+    /// Databases paused by the console's `PAUSE`; pools made for them while
+    /// paused start paused.
+    paused: Mutex<BTreeSet<String>>,
+    /// Where a reload reads the config from; `None`: the config the proxy
+    /// was started with (a reload then only re-reads TLS files).
+    pub(crate) source: Option<ConfigSource>,
+    /// One reload at a time.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
 }
 
-impl Shared {
-    /// Every pool on a primary: (database, user, idle, checked out).
-    pub fn pool_counts(&self) -> Vec<(String, String, usize, usize)> {
-        self.pools
-            .iter()
-            .map(|p| {
-                let (idle, used) = p.value().counts();
-                (p.key().0.clone(), p.key().1.clone(), idle, used)
-            })
-            .collect()
-    }
+/// One config and what is built from it. Replaced whole by a reload.
+pub struct Live {
+    pub config: Config,
+    /// TLS for clients, when the config has a `tls` section.
+    pub tls: Option<ClientTls>,
+    /// TLS to each database's servers (primary and replicas).
+    upstream_tls: HashMap<String, UpstreamTls>,
+    pub credentials: HashMap<String, Credential>,
+    /// Read routing per database that has replicas.
+    pub routers: HashMap<String, Arc<Router>>,
+}
 
-    /// Prepares credentials (SCRAM key derivation happens here, once).
-    /// `tls` is the client-side TLS loaded from `config.tls`.
-    pub fn new(config: Config, tls: Option<ClientTls>) -> Result<Arc<Shared>, String> {
+impl Live {
+    /// Prepares credentials (SCRAM key derivation happens here, once) and
+    /// upstream TLS. `tls` is the client-side TLS loaded from `config.tls`.
+    /// Routers are added by the caller, which owns the pools they use.
+    pub(crate) fn new(config: Config, tls: Option<ClientTls>) -> Result<Live, String> {
         let mut credentials = HashMap::new();
         for u in &config.users {
             credentials.insert(u.name.clone(), Credential::for_user(u)?);
         }
-        let rules: Vec<Rule> = config.coalesce.iter().map(rule_from_config).collect();
-        let databases: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
-        let coalescer = (!rules.is_empty()).then(|| Arc::new(Coalescer::new(rules, &databases)));
         let upstream_tls = config
             .databases
             .iter()
             .map(|db| (db.name.clone(), UpstreamTls::for_database(db)))
             .collect();
-        let mut shared = Shared {
-            coalescer,
+        Ok(Live {
             config,
             tls,
             upstream_tls,
             credentials,
+            routers: HashMap::new(),
+        })
+    }
+}
+
+impl Shared {
+    /// Builds the shared state and starts read routing. `source` is where
+    /// reloads read the config from.
+    pub fn new(
+        config: Config,
+        tls: Option<ClientTls>,
+        source: Option<ConfigSource>,
+    ) -> Result<Arc<Shared>, String> {
+        let rules: Vec<Rule> = config.coalesce.iter().map(rule_from_config).collect();
+        let databases: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
+        let coalescer = (!rules.is_empty()).then(|| Arc::new(Coalescer::new(rules, &databases)));
+        let mut live = Live::new(config, tls)?;
+        let shared = Shared {
+            live: ArcSwap::from_pointee(Live::new(Config::default(), None)?),
+            coalescer,
             pools: DashMap::new(),
             cancels: CancelRegistry::default(),
             clients: AtomicUsize::new(0),
@@ -87,32 +116,64 @@ impl Shared {
             client_registry: ClientRegistry::default(),
             shutdown_request: tokio::sync::watch::channel(false).0,
             replica_pools: DashMap::new(),
-            routers: HashMap::new(),
+            paused: Mutex::new(BTreeSet::new()),
+            source,
+            reloading: tokio::sync::Mutex::new(()),
         };
-        shared.routers = shared.start_routers();
+        live.routers = shared.routers_for(&live, None);
+        shared.live.store(Arc::new(live));
         Ok(Arc::new(shared))
     }
 
-    /// Starts health checks and volatility loading for every database with
-    /// replicas. They log in as the first configured user.
-    fn start_routers(&self) -> HashMap<String, Arc<Router>> {
+    /// The current config snapshot. A session takes it once, at login.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Makes `live` the current snapshot (a reload's last step).
+    pub(crate) fn install(&self, live: Live) {
+        self.live.store(Arc::new(live));
+    }
+
+    /// Read routers for every database of `live` with replicas: the ones of
+    /// `old` where the database's replicas and read-split settings did not
+    /// change, new ones (health checks and volatility loading, logged in as
+    /// the first configured user) for the rest.
+    pub(crate) fn routers_for(
+        &self,
+        live: &Live,
+        old: Option<&Live>,
+    ) -> HashMap<String, Arc<Router>> {
         let mut routers = HashMap::new();
-        let Some(monitor) = self.config.users.first() else {
+        let Some(monitor) = live.config.users.first() else {
             return routers;
         };
-        for db in self
+        let rs = &live.config.read_split;
+        for db in live
             .config
             .databases
             .iter()
             .filter(|d| !d.replicas.is_empty())
         {
+            let kept = old.and_then(|old| {
+                let before = old.config.database(&db.name)?;
+                let same = before.replicas == db.replicas
+                    && old.config.read_split == *rs
+                    && old.config.users.first() == Some(monitor)
+                    && before.host == db.host
+                    && before.port == db.port;
+                same.then(|| old.routers.get(&db.name).cloned()).flatten()
+            });
+            if let Some(router) = kept {
+                routers.insert(db.name.clone(), router);
+                continue;
+            }
             let (Some(primary), Some(target)) = (
-                self.pool(&db.name, &monitor.name),
-                self.target(&db.name, &monitor.name),
+                self.pool_in(live, &db.name, &monitor.name),
+                live.target(&db.name, &monitor.name),
             ) else {
                 continue;
             };
-            let rs = &self.config.read_split;
             let replicas = ReplicaSet::start(
                 target,
                 db.replicas
@@ -133,55 +194,68 @@ impl Shared {
     }
 
     /// This client's pools on each replica of `database`, in order.
-    pub fn replica_pools(&self, database: &str, user: &str) -> Vec<Pool> {
-        let Some(db) = self.config.database(database) else {
+    pub fn replica_pools(&self, live: &Live, database: &str, user: &str) -> Vec<Pool> {
+        let Some(db) = live.config.database(database) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (i, r) in db.replicas.iter().enumerate() {
+        for i in 0..db.replicas.len() {
             let key = (database.to_owned(), user.to_owned(), i);
             if let Some(p) = self.replica_pools.get(&key) {
                 out.push(p.clone());
                 continue;
             }
-            let (Some(mut target), Some(cfg)) =
-                (self.target(database, user), self.pool_config(database))
-            else {
+            let (Some(target), Some(cfg)) = (
+                live.replica_target(database, user, i),
+                live.pool_config(database),
+            ) else {
                 continue;
             };
-            target.host = r.host.clone();
-            target.port = r.port;
             let pool = self
                 .replica_pools
                 .entry(key)
-                .or_insert_with(|| Pool::new(target, cfg))
+                .or_insert_with(|| self.new_pool(database, target, cfg))
                 .clone();
             out.push(pool);
         }
         out
     }
 
-    /// The pool for (database, user), created on first use. The caller has
-    /// checked that both are configured.
+    /// The pool for (database, user) in the current config, created on
+    /// first use. `None` when either is not configured.
     pub fn pool(&self, database: &str, user: &str) -> Option<Pool> {
+        self.pool_in(&self.live(), database, user)
+    }
+
+    /// The pool for (database, user) as configured in `live`.
+    pub fn pool_in(&self, live: &Live, database: &str, user: &str) -> Option<Pool> {
         let key = (database.to_owned(), user.to_owned());
         if let Some(p) = self.pools.get(&key) {
             return Some(p.clone());
         }
-        let target = self.target(database, user)?;
-        let cfg = self.pool_config(database)?;
+        let target = live.target(database, user)?;
+        let cfg = live.pool_config(database)?;
         Some(
             self.pools
                 .entry(key)
-                .or_insert_with(|| Pool::new(target, cfg))
+                .or_insert_with(|| self.new_pool(database, target, cfg))
                 .clone(),
         )
     }
+
+    /// A new pool, held at once when its database is paused.
+    fn new_pool(&self, database: &str, target: ServerTarget, cfg: PoolConfig) -> Pool {
+        let pool = Pool::new(target, cfg);
+        if self.paused_databases().contains(database) {
+            pool.hold();
+        }
+        pool
+    }
 }
 
-impl Shared {
+impl Live {
     /// Where and as whom the proxy logs in to `database`'s primary for `user`.
-    fn target(&self, database: &str, user: &str) -> Option<ServerTarget> {
+    pub(crate) fn target(&self, database: &str, user: &str) -> Option<ServerTarget> {
         let db = self.config.database(database)?;
         let u = self.config.user(user)?;
         Some(ServerTarget {
@@ -195,7 +269,21 @@ impl Shared {
         })
     }
 
-    fn pool_config(&self, database: &str) -> Option<PoolConfig> {
+    /// [`target`](Self::target) on replica `index` of `database`.
+    pub(crate) fn replica_target(
+        &self,
+        database: &str,
+        user: &str,
+        index: usize,
+    ) -> Option<ServerTarget> {
+        let replica = self.config.database(database)?.replicas.get(index)?;
+        let mut target = self.target(database, user)?;
+        target.host = replica.host.clone();
+        target.port = replica.port;
+        Some(target)
+    }
+
+    pub(crate) fn pool_config(&self, database: &str) -> Option<PoolConfig> {
         let db = self.config.database(database)?;
         let p = &self.config.pool;
         Some(PoolConfig {
@@ -206,6 +294,19 @@ impl Shared {
             query_wait_timeout: p.query_wait_timeout,
             server_lifetime: p.server_lifetime,
         })
+    }
+}
+
+impl Shared {
+    /// Every pool on a primary: (database, user, idle, checked out).
+    pub fn pool_counts(&self) -> Vec<(String, String, usize, usize)> {
+        self.pools
+            .iter()
+            .map(|p| {
+                let (idle, used) = p.value().counts();
+                (p.key().0.clone(), p.key().1.clone(), idle, used)
+            })
+            .collect()
     }
 }
 
@@ -221,6 +322,76 @@ impl Shared {
                 (database.clone(), user.clone(), *index, idle, used)
             })
             .collect()
+    }
+}
+
+impl Shared {
+    /// Databases paused by `PAUSE`.
+    pub fn paused_databases(&self) -> BTreeSet<String> {
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every pool (primary and replicas) of `database`.
+    fn pools_of(&self, database: &str) -> Vec<Pool> {
+        let primary = self.pools.iter().filter(|p| p.key().0 == database);
+        let replicas = self.replica_pools.iter().filter(|p| p.key().0 == database);
+        primary
+            .map(|p| p.value().clone())
+            .chain(replicas.map(|p| p.value().clone()))
+            .collect()
+    }
+
+    /// `PAUSE`: holds new checkouts on `database`'s pools and waits until
+    /// its server connections are back, then closes them.
+    pub async fn pause(&self, database: &str) {
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(database.to_owned());
+        let pools = self.pools_of(database);
+        futures::future::join_all(pools.iter().map(Pool::pause)).await;
+    }
+
+    /// `RESUME`: lets `database`'s clients check out connections again.
+    pub fn resume(&self, database: &str) {
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(database);
+        for pool in self.pools_of(database) {
+            pool.resume();
+        }
+    }
+
+    /// Brings the pools in line with `live` (a reload): pools of databases
+    /// and users still configured get the new size, timing and target;
+    /// the others are dropped from the map, so new logins cannot use them
+    /// while clients already on them keep them until they leave.
+    pub(crate) fn reconfigure_pools(&self, live: &Live) {
+        self.pools.retain(|(database, user), pool| {
+            match (live.target(database, user), live.pool_config(database)) {
+                (Some(target), Some(cfg)) => {
+                    pool.reconfigure(target, cfg);
+                    true
+                }
+                _ => false,
+            }
+        });
+        self.replica_pools.retain(|(database, user, index), pool| {
+            match (
+                live.replica_target(database, user, *index),
+                live.pool_config(database),
+            ) {
+                (Some(target), Some(cfg)) => {
+                    pool.reconfigure(target, cfg);
+                    true
+                }
+                _ => false,
+            }
+        });
     }
 }
 

@@ -36,6 +36,8 @@ impl SqlState {
     pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
     /// XX000 internal_error
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
+    /// F0000 config_file_error
+    pub const CONFIG_FILE_ERROR: SqlState = SqlState("F0000");
 
     /// The five characters.
     pub fn code(&self) -> &'static str {

@@ -1,8 +1,8 @@
 //! The admin console: a virtual database, [`DATABASE`], that users listed
 //! in `admin_users` log in to (with psql, say) to query the proxy's state
-//! with `SHOW …` and to shut it down, as PgBouncer's `pgbouncer` console.
-//! It answers from the proxy's own figures and never uses a server
-//! connection.
+//! with `SHOW …`, to pause and resume databases, to reload the config and
+//! to shut the proxy down, as PgBouncer's `pgbouncer` console. It answers
+//! from the proxy's own figures and never uses a server connection.
 //!
 //! - [`command`]: a query's text as a command.
 //! - [`show`]: the `SHOW` result sets.
@@ -84,7 +84,7 @@ pub async fn serve(shared: &Shared, io: &mut ClientIo) -> Result<(), ClientError
             }
             _ if skipping => {}
             b'Q' => {
-                let (mut out, shutdown) = answer(shared, &frame);
+                let (mut out, shutdown) = answer(shared, &frame).await;
                 out.extend_from_slice(build::ready_for_query(TxStatus::Idle).raw());
                 io.send(&out).await?;
                 if shutdown {
@@ -119,8 +119,8 @@ pub async fn serve(shared: &Shared, io: &mut ClientIo) -> Result<(), ClientError
 }
 
 /// The reply to one simple Query (without its ReadyForQuery), and whether
-/// the command was `SHUTDOWN`.
-fn answer(shared: &Shared, query: &Frame) -> (BytesMut, bool) {
+/// the command was `SHUTDOWN`. `PAUSE` answers once the pause is complete.
+async fn answer(shared: &Shared, query: &Frame) -> (BytesMut, bool) {
     let body = query.body();
     let text = body.split(|&b| b == 0).next().unwrap_or_default();
     let text = String::from_utf8_lossy(text);
@@ -132,12 +132,38 @@ fn answer(shared: &Shared, query: &Frame) -> (BytesMut, bool) {
             return (out, true);
         }
         Command::Empty => out.extend_from_slice(build::raw_message(b'I', &[]).raw()),
-        Command::NotYet(name) => {
-            let msg = format!("{name} is not supported yet by pgcoalesce");
-            out.extend_from_slice(
-                build::error_response(Severity::Error, SqlState::FEATURE_NOT_SUPPORTED, &msg).raw(),
-            );
-        }
+        Command::Pause(database) => match databases(shared, database) {
+            Ok(names) => {
+                futures::future::join_all(names.iter().map(|db| shared.pause(db))).await;
+                tracing::info!(databases = ?names, "paused from the admin console");
+                out.extend_from_slice(build::command_complete("PAUSE").raw());
+            }
+            Err(e) => out.extend_from_slice(e.raw()),
+        },
+        Command::Resume(database) => match databases(shared, database) {
+            Ok(names) => {
+                for db in &names {
+                    shared.resume(db);
+                }
+                tracing::info!(databases = ?names, "resumed from the admin console");
+                out.extend_from_slice(build::command_complete("RESUME").raw());
+            }
+            Err(e) => out.extend_from_slice(e.raw()),
+        },
+        Command::Reload => match crate::reload::reload(shared).await {
+            Ok(warnings) => {
+                for w in warnings {
+                    out.extend_from_slice(build::notice_warning(&w).raw());
+                }
+                out.extend_from_slice(build::command_complete("RELOAD").raw());
+            }
+            Err(e) => {
+                let msg = format!("config not reloaded: {e}");
+                out.extend_from_slice(
+                    build::error_response(Severity::Error, SqlState::CONFIG_FILE_ERROR, &msg).raw(),
+                );
+            }
+        },
         Command::Unknown => {
             let msg = format!(
                 "unknown admin console command \"{}\"; supported: {SUPPORTED}",
@@ -149,6 +175,26 @@ fn answer(shared: &Shared, query: &Frame) -> (BytesMut, bool) {
         }
     }
     (out, false)
+}
+
+/// The databases a `PAUSE`/`RESUME` names: the one given, if configured,
+/// else every configured one.
+fn databases(shared: &Shared, database: Option<String>) -> Result<Vec<String>, Frame> {
+    let live = shared.live();
+    match database {
+        Some(db) if live.config.database(&db).is_some() => Ok(vec![db]),
+        Some(db) => Err(build::error_response(
+            Severity::Error,
+            SqlState::INVALID_CATALOG_NAME,
+            &format!("no such database: {}", quote(&db)),
+        )),
+        None => Ok(live
+            .config
+            .databases
+            .iter()
+            .map(|d| d.name.clone())
+            .collect()),
+    }
 }
 
 /// The error for any message of the extended query protocol.

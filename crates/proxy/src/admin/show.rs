@@ -35,12 +35,15 @@ fn pools(shared: &Shared) -> BytesMut {
         ("idle", Type::Int8),
         ("used", Type::Int8),
         ("clients", Type::Int8),
+        ("paused", Type::Bool),
     ]);
+    let live = shared.live();
+    let paused = shared.paused_databases();
     let clients = shared.client_registry.count_by_pool();
     let mut pools = shared.pool_counts();
     pools.sort();
     for (database, user, idle, used) in pools {
-        let db = shared.config.database(&database);
+        let db = live.config.database(&database);
         let n = clients
             .get(&(database.clone(), user.clone()))
             .copied()
@@ -48,11 +51,12 @@ fn pools(shared: &Shared) -> BytesMut {
         t.row(vec![
             val(&database),
             val(&user),
-            db.map(|d| shared.config.pool_mode_for(d).as_str().to_owned()),
-            db.map(|d| shared.config.pool_size_for(d).to_string()),
+            db.map(|d| live.config.pool_mode_for(d).as_str().to_owned()),
+            db.map(|d| live.config.pool_size_for(d).to_string()),
             val(idle),
             val(used),
             val(n),
+            bool_val(paused.contains(&database)),
         ]);
     }
     t.finish()
@@ -95,16 +99,17 @@ fn servers(shared: &Shared) -> BytesMut {
         ("idle", Type::Int8),
         ("used", Type::Int8),
     ]);
+    let live = shared.live();
     let mut rows = Vec::new();
     for (database, user, idle, used) in shared.pool_counts() {
-        let Some(db) = shared.config.database(&database) else {
+        let Some(db) = live.config.database(&database) else {
             continue;
         };
         let at = (db.host.clone(), db.port);
         rows.push((database, user, None, at, idle, used));
     }
     for (database, user, index, idle, used) in shared.replica_pool_counts() {
-        let Some(r) = shared
+        let Some(r) = live
             .config
             .database(&database)
             .and_then(|db| db.replicas.get(index))
@@ -219,7 +224,8 @@ fn replicas(shared: &Shared) -> BytesMut {
         ("reads_total", Type::Int8),
         ("reason", Type::Text),
     ]);
-    let mut routers: Vec<_> = shared.routers.iter().collect();
+    let live = shared.live();
+    let mut routers: Vec<_> = live.routers.iter().collect();
     routers.sort_by(|a, b| a.0.cmp(b.0));
     for (database, router) in routers {
         for r in router.replicas.states() {
@@ -243,7 +249,8 @@ fn replicas(shared: &Shared) -> BytesMut {
 /// The effective top-level settings; never a password.
 fn config(shared: &Shared) -> BytesMut {
     let mut t = Table::new(&[("key", Type::Text), ("value", Type::Text)]);
-    let c = &shared.config;
+    let live = shared.live();
+    let c = &live.config;
     let p = &c.pool;
     let metrics = c.metrics_listen.map_or("off".to_owned(), |a| a.to_string());
     let settings: [(&str, String); 16] = [
@@ -281,6 +288,12 @@ fn help() -> BytesMut {
         ("SHOW REPLICAS", "replica health, lag and reads"),
         ("SHOW CONFIG", "effective settings"),
         ("SHOW VERSION", "the proxy's version"),
+        (
+            "PAUSE [db]",
+            "hold new queries, wait for busy servers, close them",
+        ),
+        ("RESUME [db]", "let queries go on after PAUSE"),
+        ("RELOAD", "read the config again and apply it"),
         ("SHUTDOWN", "stop accepting, let clients finish, flush"),
     ];
     debug_assert!(lines.iter().all(|(c, _)| SUPPORTED.contains(c)));

@@ -14,8 +14,16 @@ fn commands_are_case_and_whitespace_insensitive() {
     assert_eq!(parse("  show\tclients ;"), Command::Show(Show::Clients));
     assert_eq!(parse("Show Coalesce;;  "), Command::Show(Show::Coalesce));
     assert_eq!(parse("shutdown;"), Command::Shutdown);
-    assert_eq!(parse("pause app"), Command::NotYet("PAUSE"));
-    assert_eq!(parse("RELOAD"), Command::NotYet("RELOAD"));
+    assert_eq!(parse("pause App;"), Command::Pause(Some("App".into())));
+    assert_eq!(parse("PAUSE \"My Db\""), Command::Unknown, "one word only");
+    assert_eq!(parse("PAUSE \"Db\""), Command::Pause(Some("Db".into())));
+    assert_eq!(parse("PAUSE \"Db"), Command::Unknown);
+    assert_eq!(parse("pause"), Command::Pause(None));
+    assert_eq!(parse("Resume app"), Command::Resume(Some("app".into())));
+    assert_eq!(parse("RESUME"), Command::Resume(None));
+    assert_eq!(parse("PAUSE a b"), Command::Unknown);
+    assert_eq!(parse("reload;"), Command::Reload);
+    assert_eq!(parse("RELOAD now"), Command::Unknown);
     assert_eq!(parse(" ; "), Command::Empty);
     assert_eq!(parse("SHOW"), Command::Unknown);
     assert_eq!(parse("SHOW POOLS extra"), Command::Unknown);
