@@ -29,9 +29,9 @@ use std::path::{Path, PathBuf};
 
 pub use duration::parse_duration;
 pub use model::{
-    AckMode, AuthMethod, Balancing, CoalesceRule, Config, Database, LogFormat, PoolMode,
-    PoolSettings, ReadSplit, Replica, ServerTlsMode, Tls, TlsClientMode, User, DEFAULT_PORT,
-    MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
+    AckMode, AuthMethod, Balancing, ClientCertMode, CoalesceRule, Config, Database, LogFormat,
+    PoolMode, PoolSettings, ReadSplit, Replica, ServerTlsMode, Tls, TlsClientMode, User,
+    DEFAULT_AUTH_QUERY, DEFAULT_PORT, MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
 };
 pub use scram::ScramSecret;
 

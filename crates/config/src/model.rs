@@ -33,6 +33,9 @@ pub const DEFAULT_PORT: u16 = 5432;
 pub const MIN_MESSAGE_SIZE_LIMIT: usize = 64 * 1024;
 /// Largest accepted `max_message_size` (1 GiB).
 pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
+/// PgBouncer's default `auth_query`: a user's name and password hash (md5
+/// or SCRAM verifier) from `pg_shadow`, which only a superuser may read.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1";
 
 /// The whole proxy configuration: listener, limits, pool defaults, users,
 /// databases and coalescing rules. A value returned by this crate's
@@ -64,6 +67,17 @@ pub struct Config {
     pub pool: PoolSettings,
     /// Users clients may log in as; at least one, names unique.
     pub users: Vec<User>,
+    /// The user the proxy logs in as to look up a client's user that is
+    /// not in `users` (PgBouncer's `auth_user`): it runs `auth_query` on
+    /// the database the client asked for, with that user's credentials from
+    /// `users`. A database's own `auth_user` overrides it. Default none:
+    /// only `users` may log in.
+    pub auth_user: Option<String>,
+    /// The query `auth_user` runs to look a user up: `$1` is the user name,
+    /// the reply's first row is (name, password hash), the hash an md5 hash
+    /// or a SCRAM verifier as Postgres stores them. Default
+    /// [`DEFAULT_AUTH_QUERY`].
+    pub auth_query: String,
     /// Databases clients may connect to; at least one, names unique.
     pub databases: Vec<Database>,
     /// Which upsert calls are coalesced, and how they are flushed (YAML key
@@ -89,6 +103,8 @@ impl Default for Config {
             admin_users: Vec::new(),
             pool: PoolSettings::default(),
             users: Vec::new(),
+            auth_user: None,
+            auth_query: DEFAULT_AUTH_QUERY.to_owned(),
             databases: Vec::new(),
             coalesce: Vec::new(),
             read_split: ReadSplit::default(),
@@ -115,6 +131,12 @@ impl Config {
     /// The database clients know as `name`, if configured.
     pub fn database(&self, name: &str) -> Option<&Database> {
         self.databases.iter().find(|db| db.name == name)
+    }
+
+    /// The user that looks up users not in `users` for `db` (see
+    /// [`Config::auth_user`]): its own `auth_user`, else the top-level one.
+    pub fn auth_user_for<'a>(&'a self, db: &'a Database) -> Option<&'a str> {
+        db.auth_user.as_deref().or(self.auth_user.as_deref())
     }
 
     /// The pool mode for `db`: its own `pool_mode`, else `pool.mode`.
@@ -301,6 +323,9 @@ pub struct Database {
     /// connection to the database is made. Default none.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
+    /// Overrides the top-level `auth_user` for this database.
+    #[serde(default)]
+    pub auth_user: Option<String>,
 }
 
 fn default_port() -> u16 {
@@ -320,6 +345,7 @@ impl Database {
             replicas: Vec::new(),
             tls: ServerTlsMode::default(),
             tls_ca_file: None,
+            auth_user: None,
         }
     }
 
@@ -430,6 +456,31 @@ pub struct Tls {
     /// Whether clients may stay in plain text. Default `allow`.
     #[serde(default)]
     pub client_mode: TlsClientMode,
+    /// PEM file with the certificates client certificates must chain to
+    /// (Postgres's `ssl_ca_file`). With it, TLS clients are asked for a
+    /// certificate, and one that does not chain to these fails the
+    /// handshake. Default none: no client certificates.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Whether a client certificate is required, as `clientcert` in
+    /// `pg_hba.conf`. Default `none`.
+    #[serde(default)]
+    pub client_cert: ClientCertMode,
+}
+
+/// Whether clients must present a certificate (YAML `tls.client_cert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientCertMode {
+    /// Not required; one presented is still checked against `ca_file`.
+    #[default]
+    None,
+    /// Every login must come over TLS with a certificate that chains to
+    /// `ca_file` (28000 otherwise).
+    VerifyCa,
+    /// As `verify-ca`, and the certificate's common name must be the user
+    /// name the client logs in as.
+    VerifyFull,
 }
 
 /// Whether a client must negotiate TLS before it logs in.

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::model::{
-    AckMode, AuthMethod, CoalesceRule, Config, Database, PoolSettings, ReadSplit, ServerTlsMode,
-    Tls, User, MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
+    AckMode, AuthMethod, ClientCertMode, CoalesceRule, Config, Database, PoolSettings, ReadSplit,
+    ServerTlsMode, Tls, User, MAX_MESSAGE_SIZE_LIMIT, MIN_MESSAGE_SIZE_LIMIT,
 };
 use crate::scram::ScramSecret;
 use crate::ConfigError;
@@ -22,8 +22,10 @@ impl Config {
     /// duration non-zero; at least one user and one database, names
     /// non-empty and unique; md5 users need `password`, scram-sha-256 users
     /// need `password` or a well-formed `scram_verifier`, and
-    /// `scram_verifier` is only allowed with scram-sha-256; `admin_users`
-    /// name configured users; databases need a host, a non-zero port, and a
+    /// `scram_verifier` is only allowed with scram-sha-256; `admin_users`,
+    /// `auth_user` and each database's `auth_user` name configured users;
+    /// `auth_query` is non-empty and uses `$1` and no other parameter;
+    /// databases need a host, a non-zero port, and a
     /// `pool_size` override (if any) in `max(1, pool.min_idle)..`. Names and
     /// secrets must not contain NUL bytes (the protocol cannot carry them).
     ///
@@ -74,6 +76,7 @@ impl Config {
             validate_tls(tls)?;
         }
         self.validate_users()?;
+        validate_auth_query(&self.auth_query)?;
         self.validate_databases()?;
         self.validate_coalesce()
     }
@@ -106,6 +109,24 @@ impl Config {
                 ));
             }
         }
+        if let Some(name) = &self.auth_user {
+            self.check_auth_user("auth_user", name)?;
+        }
+        Ok(())
+    }
+
+    /// An `auth_user` (at `field`) must be in `users`: the proxy logs in as
+    /// it with the credentials configured there.
+    fn check_auth_user(&self, field: &str, name: &str) -> Result<(), ConfigError> {
+        if self.user(name).is_none() {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{name:?} is not a configured user (the proxy runs auth_query as this \
+                     user, with its credentials from users)"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -128,6 +149,9 @@ impl Config {
                 ));
             }
             validate_database(&at, db, &self.pool)?;
+            if let Some(name) = &db.auth_user {
+                self.check_auth_user(&format!("{at}.auth_user"), name)?;
+            }
         }
         Ok(())
     }
@@ -218,7 +242,32 @@ fn validate_read_split(read_split: &ReadSplit) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// One user's credentials against its auth method; `at` is `users[i]`.
+/// `auth_query`: sent as one statement with the user name bound as `$1`.
+fn validate_auth_query(query: &str) -> Result<(), ConfigError> {
+    let field = "auth_query";
+    if query.trim().is_empty() {
+        return Err(ConfigError::invalid(field, "must not be empty"));
+    }
+    if query.contains('\0') {
+        return Err(ConfigError::invalid(field, "must not contain NUL bytes"));
+    }
+    let used = placeholders(query);
+    if let Some(other) = used.iter().find(|&&n| n != 1) {
+        return Err(ConfigError::invalid(
+            field,
+            format!("refers to ${other}; the only parameter is $1, the user name"),
+        ));
+    }
+    if used.is_empty() {
+        return Err(ConfigError::invalid(
+            field,
+            "does not use $1 (the user name to look up)",
+        ));
+    }
+    Ok(())
+}
+
+/// `tls.*` paths.
 fn validate_tls(tls: &Tls) -> Result<(), ConfigError> {
     for (field, path) in [
         ("tls.cert_file", &tls.cert_file),
@@ -228,9 +277,19 @@ fn validate_tls(tls: &Tls) -> Result<(), ConfigError> {
             return Err(ConfigError::invalid(field, "must not be empty"));
         }
     }
-    Ok(())
+    match &tls.ca_file {
+        Some(path) if path.as_os_str().is_empty() => {
+            Err(ConfigError::invalid("tls.ca_file", "must not be empty"))
+        }
+        None if tls.client_cert != ClientCertMode::None => Err(ConfigError::invalid(
+            "tls.client_cert",
+            "needs tls.ca_file (the certificates client certificates must chain to)",
+        )),
+        _ => Ok(()),
+    }
 }
 
+/// One user's credentials against its auth method; `at` is `users[i]`.
 fn validate_user(at: &str, user: &User) -> Result<(), ConfigError> {
     for (field, secret) in [
         ("password", &user.password),

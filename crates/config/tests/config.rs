@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::{assert_invalid, parse, parse_err};
 
 use config::{
-    load, AuthMethod, Config, ConfigError, Database, LogFormat, PoolMode, PoolSettings,
-    ServerTlsMode, Tls, TlsClientMode, User,
+    load, AuthMethod, ClientCertMode, Config, ConfigError, Database, LogFormat, PoolMode,
+    PoolSettings, ServerTlsMode, Tls, TlsClientMode, User,
 };
 
 const VERIFIER: &str = "SCRAM-SHA-256$4096:c2FsdHNhbHRzYWx0$\
@@ -97,6 +97,8 @@ users:
     password: ops-pw
   - name: reader
     auth: trust
+auth_user: ops
+auth_query: SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1
 databases:
   - name: shop
     host: 10.0.0.5
@@ -106,6 +108,7 @@ databases:
     pool_size: 3
     tls: verify-full
     tls_ca_file: /etc/pgcoalesce/upstream-ca.pem
+    auth_user: app
   - name: analytics
     host: analytics.internal
 "
@@ -160,9 +163,12 @@ databases:
                 replicas: vec![],
                 tls: ServerTlsMode::VerifyFull,
                 tls_ca_file: Some("/etc/pgcoalesce/upstream-ca.pem".into()),
+                auth_user: Some("app".into()),
             },
             Database::new("analytics", "analytics.internal", 5432),
         ],
+        auth_user: Some("ops".into()),
+        auth_query: "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1".into(),
         coalesce: vec![],
         read_split: Default::default(),
         metrics_listen: None,
@@ -245,6 +251,8 @@ fn tls_section_is_optional_and_client_mode_defaults_to_allow() {
             cert_file: "/etc/pgcoalesce/server.crt".into(),
             key_file: "/etc/pgcoalesce/server.key".into(),
             client_mode: TlsClientMode::Allow,
+            ca_file: None,
+            client_cert: ClientCertMode::None,
         })
     );
     let config = parse(&format!(
@@ -256,15 +264,39 @@ fn tls_section_is_optional_and_client_mode_defaults_to_allow() {
     );
     assert_eq!("require".parse(), Ok(TlsClientMode::Require));
     assert_eq!(TlsClientMode::Allow.to_string(), "allow");
+    let config = parse(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n  \
+         client_cert: verify-full\n"
+    ));
+    let tls = config.tls.expect("tls");
+    assert_eq!(tls.ca_file, Some("ca.pem".into()));
+    assert_eq!(tls.client_cert, ClientCertMode::VerifyFull);
+}
+
+#[test]
+fn client_certificates_need_a_ca_file() {
+    let err = parse_err(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  client_cert: verify-ca\n"
+    ));
+    assert_invalid(&err, "tls.client_cert", "needs tls.ca_file");
+    let err = parse_err(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: \"\"\n"
+    ));
+    assert_invalid(&err, "tls.ca_file", "must not be empty");
+    let err = parse_err(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n  \
+         client_cert: required\n"
+    ));
+    assert_parse_at(&err, 11, "required");
 }
 
 #[test]
 fn tls_section_rejects_unknown_keys_bad_modes_and_missing_paths() {
     // Lines 7.. are the tls section.
     let err = parse_err(&format!(
-        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n"
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  crl_file: crl.pem\n"
     ));
-    assert_parse_at(&err, 10, "ca_file");
+    assert_parse_at(&err, 10, "crl_file");
     let err = parse_err(&format!(
         "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  client_mode: prefer\n"
     ));

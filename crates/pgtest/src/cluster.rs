@@ -82,7 +82,7 @@ impl Cluster {
             .cwd(&layout.root)
             .run()?;
         layout.append_data_file("postgresql.conf", &conf::main_conf_block(opts)?)?;
-        layout.write_data_file("pg_hba.conf", &conf::hba_conf_for(opts))?;
+        layout.write_data_file("pg_hba.conf", &conf::hba_conf_for(opts)?)?;
         if let Some((cert, key)) = &opts.ssl_files {
             install_ssl_files(&layout, cert, key)?;
         }

@@ -61,6 +61,11 @@ pub struct ClusterOptions {
     /// With `ssl_files`: TCP connections must use TLS (`hostssl` rules,
     /// and `hostnossl ... reject` for plain ones). Default false.
     pub ssl_required: bool,
+    /// TCP authentication of single roles, ahead of `auth` (the first
+    /// matching `pg_hba.conf` line wins): e.g. an md5 role in a cluster
+    /// that otherwise requires SCRAM. Names are letters, digits and `_`.
+    /// Default none.
+    pub role_auth: Vec<(String, HbaAuth)>,
 }
 
 impl Default for ClusterOptions {
@@ -71,6 +76,7 @@ impl Default for ClusterOptions {
             superuser_password: Some("postgres".to_owned()),
             ssl_files: None,
             ssl_required: false,
+            role_auth: Vec::new(),
         }
     }
 }
@@ -89,6 +95,13 @@ impl ClusterOptions {
     pub fn ssl(mut self, cert: &Path, key: &Path, required: bool) -> Self {
         self.ssl_files = Some((cert.to_path_buf(), key.to_path_buf()));
         self.ssl_required = required;
+        self
+    }
+
+    /// Authenticates `role` with `auth` on TCP, whatever `auth` says for
+    /// the others (builder style; see [`ClusterOptions::role_auth`]).
+    pub fn role_auth(mut self, role: &str, auth: HbaAuth) -> Self {
+        self.role_auth.push((role.to_owned(), auth));
         self
     }
 
@@ -193,18 +206,34 @@ pub(crate) fn hba_conf(auth: HbaAuth) -> String {
     )
 }
 
-/// `pg_hba.conf` for `opts`: [`hba_conf`], with TLS required on TCP when
+/// `pg_hba.conf` for `opts`: [`hba_conf`], with the lines of
+/// `opts.role_auth` before the TCP ones, and TLS required on TCP when
 /// `opts.ssl_required` (and TLS files are given).
-pub(crate) fn hba_conf_for(opts: &ClusterOptions) -> String {
-    let base = hba_conf(opts.auth);
+pub(crate) fn hba_conf_for(opts: &ClusterOptions) -> Result<String> {
+    let mut base = hba_conf(opts.auth);
+    let mut roles = String::new();
+    for (role, auth) in &opts.role_auth {
+        if role.is_empty() || !role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(Error::InvalidArgument(format!(
+                "role_auth: not a plain role name: {role:?}"
+            )));
+        }
+        let m = auth.hba_method();
+        for addr in ["127.0.0.1/32", "::1/128"] {
+            roles.push_str(&format!("host    all          {role}   {addr}  {m}\n"));
+        }
+    }
+    if let Some(first_tcp) = base.find("\nhost    ") {
+        base.insert_str(first_tcp + 1, &roles);
+    }
     if !(opts.ssl_required && opts.ssl_files.is_some()) {
-        return base;
+        return Ok(base);
     }
     let mut out = base.replace("\nhost    ", "\nhostssl ");
     for addr in ["127.0.0.1/32", "::1/128"] {
         out.push_str(&format!("hostnossl    all  all   {addr}  reject\n"));
     }
-    out
+    Ok(out)
 }
 
 /// Quotes an SQL identifier (`"..."`, embedded quotes doubled).
@@ -253,7 +282,7 @@ mod tests {
         let opts = ClusterOptions::default().ssl(Path::new("/c.pem"), Path::new("/k.pem"), true);
         let text = main_conf_block(&opts).unwrap();
         assert!(text.contains("ssl = 'on'") && text.contains("ssl_key_file = 'server.key'"));
-        let hba = hba_conf_for(&opts);
+        let hba = hba_conf_for(&opts).unwrap();
         assert!(!hba.contains("\nhost "), "{hba}");
         assert!(
             hba.contains("hostssl all          all   127.0.0.1/32"),
@@ -264,10 +293,27 @@ mod tests {
             "{hba}"
         );
         let optional = ClusterOptions::default().ssl(Path::new("/c"), Path::new("/k"), false);
-        assert_eq!(hba_conf_for(&optional), hba_conf(HbaAuth::Trust));
+        assert_eq!(hba_conf_for(&optional).unwrap(), hba_conf(HbaAuth::Trust));
         assert!(!main_conf_block(&ClusterOptions::default())
             .unwrap()
             .contains("ssl"));
+    }
+
+    #[test]
+    fn role_auth_lines_come_before_the_general_ones() {
+        let opts =
+            ClusterOptions::with_auth(HbaAuth::ScramSha256).role_auth("old_app", HbaAuth::Md5);
+        let hba = hba_conf_for(&opts).unwrap();
+        let role = hba
+            .find("host    all          old_app   127.0.0.1/32  md5")
+            .unwrap();
+        let general = hba
+            .find("host    all          all   127.0.0.1/32  scram-sha-256")
+            .unwrap();
+        assert!(role < general, "{hba}");
+        assert!(hba.find("local").unwrap() < role, "{hba}");
+        let bad = ClusterOptions::default().role_auth("x all", HbaAuth::Trust);
+        assert!(hba_conf_for(&bad).is_err());
     }
 
     #[test]

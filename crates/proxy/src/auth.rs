@@ -1,41 +1,32 @@
-//! Client authentication against the users in the config: trust, md5 and
-//! SCRAM-SHA-256 (from a plain password or a stored SCRAM verifier). The
-//! exchange itself is pure: [`ClientAuth`] turns each client message into the
-//! next reply, so the session only moves frames.
+//! Client authentication: trust, md5 and SCRAM-SHA-256, against a
+//! configured user (a plain password or a stored SCRAM verifier) or against
+//! the secret `auth_query` found in Postgres (an md5 hash or a SCRAM
+//! verifier). The exchange itself is pure: [`ClientAuth`] turns each client
+//! message into the next reply, so the session only moves frames. A login
+//! also yields what the proxy may log in upstream with when it has no
+//! password of its own for the user (see [`AuthStep::Done`]).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use config::{AuthMethod, User};
-use md5::{Digest, Md5};
-use pgwire::api::auth::sasl::scram::ScramServerAuthWaitingForClientFinal;
-use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramSecret, ScramServerAuth};
+use pgwire::api::auth::sasl::scram::gen_salted_password;
 use wire::build;
 use wire::inspect;
 use wire::{Frame, SqlState};
 
 use crate::error::ClientError;
+use crate::scram::{self, ScramError, ScramKeys, ServerExchange, KEY_LEN};
+use crate::server_auth::{md5_password, md5_salted, ServerSecret};
 
 /// Iterations used when the proxy derives a verifier from a plain password.
-const SCRAM_ITERATIONS: usize = 4096;
+const SCRAM_ITERATIONS: u32 = 4096;
 
-/// `md5` + hex(md5(hex(md5(password + user)) + salt)), as libpq computes it.
-pub fn md5_password(user: &str, password: &str, salt: [u8; 4]) -> String {
-    let inner = hex(&Md5::digest(
-        [password.as_bytes(), user.as_bytes()].concat(),
-    ));
-    let outer = hex(&Md5::digest([inner.as_bytes(), &salt[..]].concat()));
-    format!("md5{outer}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A user's SCRAM secret, derived once when the config is loaded.
+/// A user's SCRAM secret, derived once when the config is loaded or read
+/// from Postgres by `auth_query`.
 #[derive(Clone)]
 pub struct ScramVerifier {
     salt: Vec<u8>,
-    iterations: usize,
+    iterations: u32,
     stored_key: Vec<u8>,
     server_key: Vec<u8>,
 }
@@ -44,66 +35,48 @@ impl ScramVerifier {
     /// Derives a verifier from a plain password with a fresh random salt.
     pub fn from_password(password: &str) -> ScramVerifier {
         let salt: [u8; 16] = rand::random();
-        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-        Self::from_secret(ScramSecret::verifier_from_salted_password(
-            salt.to_vec(),
-            salted,
-            SCRAM_ITERATIONS,
-        ))
+        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS as usize);
+        let (client_key, server_key) = scram::keys_from_salted_password(&salted);
+        ScramVerifier {
+            salt: salt.to_vec(),
+            iterations: SCRAM_ITERATIONS,
+            stored_key: scram::stored_key(&client_key).to_vec(),
+            server_key: server_key.to_vec(),
+        }
     }
 
     /// Parses Postgres's `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`.
+    /// `None` unless both keys are SHA-256 sized.
     pub fn parse(text: &str) -> Option<ScramVerifier> {
         let rest = text.strip_prefix("SCRAM-SHA-256$")?;
         let (iter_salt, keys) = rest.split_once('$')?;
         let (iter, salt) = iter_salt.split_once(':')?;
         let (stored, server) = keys.split_once(':')?;
-        Some(ScramVerifier {
+        let verifier = ScramVerifier {
             salt: STANDARD.decode(salt).ok()?,
-            iterations: iter.parse().ok()?,
+            iterations: iter.parse().ok().filter(|&i| i > 0)?,
             stored_key: STANDARD.decode(stored).ok()?,
             server_key: STANDARD.decode(server).ok()?,
-        })
-    }
-
-    fn from_secret(secret: ScramSecret) -> ScramVerifier {
-        match secret {
-            ScramSecret::Verifier {
-                salt,
-                iterations,
-                stored_key,
-                server_key,
-            } => ScramVerifier {
-                salt,
-                iterations,
-                stored_key,
-                server_key,
-            },
-            // verifier_from_salted_password always returns a Verifier.
-            ScramSecret::SaltedPassword { salt, .. } => ScramVerifier {
-                salt,
-                iterations: SCRAM_ITERATIONS,
-                stored_key: Vec::new(),
-                server_key: Vec::new(),
-            },
-        }
-    }
-
-    fn secret(&self) -> ScramSecret {
-        ScramSecret::Verifier {
-            salt: self.salt.clone(),
-            iterations: self.iterations,
-            stored_key: self.stored_key.clone(),
-            server_key: self.server_key.clone(),
-        }
+        };
+        let sized = verifier.stored_key.len() == KEY_LEN && verifier.server_key.len() == KEY_LEN;
+        sized.then_some(verifier)
     }
 }
 
-/// What a configured user needs for client authentication, prepared once.
+/// What a user needs for client authentication, prepared once (configured
+/// users) or per login (`auth_query` users).
 #[derive(Clone)]
 pub enum Credential {
     Trust,
-    Md5 { password: String },
+    /// md5 from a configured plain password.
+    Md5 {
+        password: String,
+    },
+    /// md5 from Postgres's stored hash: hex of md5(password + user), without
+    /// the `md5` prefix.
+    Md5Hash {
+        hash: String,
+    },
     Scram(ScramVerifier),
 }
 
@@ -134,21 +107,40 @@ impl Credential {
             }
         }
     }
+
+    /// The credential for a password hash as Postgres stores it (what
+    /// `auth_query` returns): `md5` + 32 hex digits, or a SCRAM-SHA-256
+    /// verifier. `None` for anything else (a plain password included).
+    pub fn from_stored(secret: &str) -> Option<Credential> {
+        if let Some(hash) = secret.strip_prefix("md5") {
+            let hex = hash.len() == 32
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            return hex.then(|| Credential::Md5Hash {
+                hash: hash.to_owned(),
+            });
+        }
+        ScramVerifier::parse(secret).map(Credential::Scram)
+    }
 }
 
 /// One client's authentication exchange.
 pub enum ClientAuth {
     Md5 {
         user: String,
-        password: String,
-        salt: [u8; 4],
+        /// The one right answer to this login's salt.
+        expected: String,
+        /// What the proxy may log in upstream with once it matched.
+        secret: Option<ServerSecret>,
     },
     ScramStart {
         verifier: ScramVerifier,
         user: String,
     },
     ScramFinal {
-        state: Box<ScramServerAuthWaitingForClientFinal>,
+        exchange: ServerExchange,
+        verifier: ScramVerifier,
         user: String,
     },
     Done,
@@ -158,27 +150,36 @@ pub enum ClientAuth {
 pub enum AuthStep {
     /// Send this and wait for the client's next password message.
     Continue(Frame),
-    /// Authenticated; send these frames (SASLFinal) before AuthenticationOk.
-    Done(Vec<Frame>),
+    /// Authenticated; send `finals` (SASLFinal) before AuthenticationOk.
+    /// `secret` is what the login proved that also logs in to Postgres: an
+    /// md5 hash the client answered with, or the SCRAM keys recovered from
+    /// the client's proof. `None` after trust and a configured md5 password.
+    Done {
+        finals: Vec<Frame>,
+        secret: Option<ServerSecret>,
+    },
 }
 
 impl ClientAuth {
     /// Starts authentication of `user`; returns the first request to send,
     /// or `None` if the user is trusted.
     pub fn start(user: &str, cred: &Credential) -> (ClientAuth, Option<Frame>) {
+        let md5 = |expected: &dyn Fn([u8; 4]) -> String, secret| {
+            let salt: [u8; 4] = rand::random();
+            let auth = ClientAuth::Md5 {
+                user: user.to_owned(),
+                expected: expected(salt),
+                secret,
+            };
+            (auth, Some(build::auth_md5(salt)))
+        };
         match cred {
             Credential::Trust => (ClientAuth::Done, None),
-            Credential::Md5 { password } => {
-                let salt: [u8; 4] = rand::random();
-                (
-                    ClientAuth::Md5 {
-                        user: user.to_owned(),
-                        password: password.clone(),
-                        salt,
-                    },
-                    Some(build::auth_md5(salt)),
-                )
-            }
+            Credential::Md5 { password } => md5(&|salt| md5_password(user, password, salt), None),
+            Credential::Md5Hash { hash } => md5(
+                &|salt| md5_salted(hash, salt),
+                Some(ServerSecret::Md5Hash(hash.clone())),
+            ),
             Credential::Scram(v) => (
                 ClientAuth::ScramStart {
                     verifier: v.clone(),
@@ -194,12 +195,15 @@ impl ClientAuth {
         match std::mem::replace(self, ClientAuth::Done) {
             ClientAuth::Md5 {
                 user,
-                password,
-                salt,
+                expected,
+                secret,
             } => {
                 let got = inspect::password(body).ok_or_else(bad_message)?;
-                if got == md5_password(&user, &password, salt).as_bytes() {
-                    Ok(AuthStep::Done(vec![]))
+                if got == expected.as_bytes() {
+                    Ok(AuthStep::Done {
+                        finals: vec![],
+                        secret,
+                    })
                 } else {
                     Err(failed(&user))
                 }
@@ -212,35 +216,67 @@ impl ClientAuth {
                         "client selected an invalid SASL authentication mechanism",
                     ));
                 }
-                let (first, state) = ScramServerAuth::new()
-                    .on_client_first_message_with_secret(data, verifier.secret())
-                    .map_err(|e| failed(&user).with_detail(e))?;
+                let (first, exchange) =
+                    ServerExchange::start(data, &verifier.salt, verifier.iterations)
+                        .map_err(|e| scram_refused(&user, e))?;
                 *self = ClientAuth::ScramFinal {
-                    state: Box::new(state),
+                    exchange,
+                    verifier,
                     user,
                 };
                 Ok(AuthStep::Continue(build::auth_sasl_continue(
                     first.as_bytes(),
                 )))
             }
-            ClientAuth::ScramFinal { state, user } => {
-                let fin = state
-                    .on_client_final_message(body)
-                    .map_err(|e| failed(&user).with_detail(e))?;
-                Ok(AuthStep::Done(vec![build::auth_sasl_final(fin.as_bytes())]))
+            ClientAuth::ScramFinal {
+                exchange,
+                verifier,
+                user,
+            } => {
+                let (fin, client_key) = exchange
+                    .finish(body, &verifier.stored_key, &verifier.server_key)
+                    .map_err(|e| scram_refused(&user, e))?;
+                let keys = ScramKeys {
+                    client_key,
+                    server_key: verifier.server_key,
+                    salt: verifier.salt,
+                    iterations: verifier.iterations,
+                };
+                Ok(AuthStep::Done {
+                    finals: vec![build::auth_sasl_final(fin.as_bytes())],
+                    secret: Some(ServerSecret::ScramKeys(keys)),
+                })
             }
             ClientAuth::Done => Err(bad_message()),
         }
     }
 }
 
-fn failed(user: &str) -> ClientError {
+/// The refusal Postgres sends for a wrong password (28P01).
+pub fn failed(user: &str) -> ClientError {
     ClientError::fatal(
         SqlState::INVALID_PASSWORD,
         format!("password authentication failed for user \"{user}\""),
     )
 }
 
+/// A SCRAM exchange the client broke off: a wrong proof is a wrong
+/// password; a malformed message is a protocol violation, as in Postgres.
+fn scram_refused(user: &str, e: ScramError) -> ClientError {
+    match e {
+        ScramError::WrongProof => failed(user),
+        ScramError::ChannelBinding => ClientError::fatal(
+            SqlState::PROTOCOL_VIOLATION,
+            "malformed SCRAM message: the client selected SCRAM-SHA-256 without channel \
+             binding, but the message asks for channel binding",
+        ),
+        other => ClientError::fatal(SqlState::PROTOCOL_VIOLATION, other.to_string()),
+    }
+}
+
 fn bad_message() -> ClientError {
     ClientError::fatal(SqlState::PROTOCOL_VIOLATION, "invalid password packet")
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,8 @@
 //!
 //! This file owns the public types, parsing (with its safety guards) and
 //! name normalization; the private `recognize` module owns the upsert
-//! shapes, the private `mentions` module the walk collecting names.
+//! shapes, the private `mentions` module the names read off the one walk
+//! over the tree (`crate::sql_facts`, shared with [`crate::route`]).
 //!
 //! Recognition is deliberately narrow: a statement that only looks like an
 //! upsert (RETURNING, another conflict target, extra select items, an
@@ -30,6 +31,8 @@
 pub mod literals;
 mod mentions;
 mod recognize;
+#[cfg(test)]
+mod tests;
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -292,7 +295,7 @@ fn name_matches(name: &ObjectName, wanted: &str) -> bool {
 }
 
 /// An identifier as Postgres resolves it.
-fn ident(ident: &Ident) -> String {
+pub(crate) fn ident(ident: &Ident) -> String {
     normalize(&ident.value, ident.quote_style)
 }
 

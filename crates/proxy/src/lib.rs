@@ -10,7 +10,13 @@
 //! - [`coalesce`]: the last-write-wins map and the bulk flusher.
 //! - [`upsert`]: rows and byte-identical replies of coalesced upserts.
 //! - [`auth`]: client authentication (trust, md5, SCRAM-SHA-256).
+//! - [`auth_query`]: looking up users who are not in the config in Postgres
+//!   itself (`auth_user`, `auth_query`).
+//! - [`scram`]: SCRAM-SHA-256 exchanges, the server side for clients and
+//!   the client side to Postgres (from a password or recovered keys).
 //! - [`server`]: one logged-in connection to Postgres.
+//! - [`server_auth`]: the proxy's answers to a server's authentication
+//!   requests, from a password or from what a client's login proved.
 //! - [`pool`]: per (database, user) pools and the RAII [`pool::Lease`].
 //! - [`prepared`]: named prepared statements shared across connections.
 //! - [`params`]: a client's session parameters, replayed on checkout.
@@ -18,6 +24,8 @@
 //! - [`cancel`]: the proxy's own cancel keys and their forwarding.
 //! - [`replicas`]: replica health and lag, and the choice of a replica.
 //! - [`route`]: whether a statement may run on a replica (sqlparser).
+//! - `sql_facts`: the one walk over a parsed statement: the relations and
+//!   functions it names, whether it writes or locks (for classify and route).
 //! - [`router`]: read routing of one database: replicas, volatility, cache.
 //! - [`state`]: what all sessions share, and the live config snapshot.
 //! - [`reload`]: applying a new config to a running proxy.
@@ -29,6 +37,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod auth_query;
 pub mod cancel;
 pub mod classify;
 pub mod coalesce;
@@ -46,8 +55,11 @@ pub mod reload;
 pub mod replicas;
 pub mod route;
 pub mod router;
+pub mod scram;
 pub mod server;
+pub mod server_auth;
 pub mod session;
+mod sql_facts;
 pub mod state;
 pub mod tls;
 pub mod upsert;

@@ -96,10 +96,15 @@ pub fn render(shared: &Shared, recorder: &PrometheusRecorder) -> String {
 
 fn publish(shared: &Shared) {
     gauge!("pgcoalesce_clients").set(shared.clients.load(Ordering::Relaxed) as f64);
-    for (database, user, idle, used) in shared.pool_counts() {
+    for (database, user, s) in shared.pool_stats() {
         let labels = [("database", database), ("user", user)];
-        gauge!("pgcoalesce_pool_idle_connections", &labels).set(idle as f64);
-        gauge!("pgcoalesce_pool_active_connections", &labels).set(used as f64);
+        gauge!("pgcoalesce_pool_idle_connections", &labels).set(s.idle as f64);
+        gauge!("pgcoalesce_pool_active_connections", &labels).set(s.used as f64);
+        gauge!("pgcoalesce_pool_waiting_clients", &labels).set(s.waiting as f64);
+        gauge!("pgcoalesce_pool_max_wait_seconds", &labels).set(s.max_wait.as_secs_f64());
+        counter!("pgcoalesce_pool_waits_total", &labels).absolute(s.waits_total);
+        let micros = u64::try_from(s.wait_time_total.as_micros()).unwrap_or(u64::MAX);
+        counter!("pgcoalesce_pool_wait_microseconds_total", &labels).absolute(micros);
     }
     if let Some(c) = &shared.coalescer {
         let s = &c.stats;

@@ -9,8 +9,9 @@
 //! come back instead of being handed out again. [`Pool::pause`] holds new
 //! checkouts until [`Pool::resume`] (the console's `PAUSE`/`RESUME`).
 
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use wire::SqlState;
 use crate::error::ClientError;
 use crate::prepared::StatementRegistry;
 use crate::server::{ServerConn, ServerTarget};
+use crate::server_auth::ServerSecret;
 
 /// Timing and sizing of one pool.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +53,11 @@ struct Generation {
 struct PoolInner {
     target: ArcSwap<Generation>,
     config: ArcSwap<PoolConfig>,
+    /// `target`'s generation number and `config`'s server lifetime (in
+    /// milliseconds), copied where every checkout and return reads them
+    /// without an `ArcSwap` load. Written under the `idle` lock.
+    generation: AtomicU64,
+    lifetime_ms: AtomicU64,
     /// Connections of the current generation only. Boxed: a connection
     /// moves in and out of here on every transaction, and a pointer is
     /// cheaper to move than the whole connection.
@@ -61,6 +68,72 @@ struct PoolInner {
     /// Set by `PAUSE`: checkouts wait for `resumed`.
     paused: AtomicBool,
     resumed: Notify,
+    /// Checkouts that could not take a connection at once.
+    waits: WaitBook,
+}
+
+/// What a pool holds and owes, for the console and the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    /// Server connections idle in the pool.
+    pub idle: usize,
+    /// Server connections checked out (or being reset).
+    pub used: usize,
+    /// Checkouts waiting now for a connection (or for `RESUME`).
+    pub waiting: usize,
+    /// How long the longest of them has waited.
+    pub max_wait: Duration,
+    /// Checkouts that had to wait, since the pool was made.
+    pub waits_total: u64,
+    /// The time those checkouts waited, in total.
+    pub wait_time_total: Duration,
+}
+
+/// The checkouts waiting now, by arrival, and the totals of finished
+/// waits. Touched only by checkouts that cannot take a connection at once.
+#[derive(Default)]
+struct WaitBook {
+    next: AtomicU64,
+    waiting: Mutex<BTreeMap<u64, Instant>>,
+    total: AtomicU64,
+    micros: AtomicU64,
+}
+
+/// One waiting checkout, listed in its pool's [`WaitBook`] until dropped
+/// (answered, timed out, or abandoned by a client that went away).
+struct Waiting<'a> {
+    book: &'a WaitBook,
+    id: u64,
+    since: Instant,
+}
+
+impl WaitBook {
+    fn enter(&self) -> Waiting<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let since = Instant::now();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, since);
+        Waiting {
+            book: self,
+            id,
+            since,
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let book = self.book;
+        book.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+        book.total.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        book.micros.fetch_add(micros, Ordering::Relaxed);
+    }
 }
 
 impl Pool {
@@ -69,12 +142,15 @@ impl Pool {
     pub fn new(target: ServerTarget, config: PoolConfig) -> Pool {
         let inner = Arc::new(PoolInner {
             permits: Arc::new(Semaphore::new(config.size)),
+            generation: AtomicU64::new(0),
+            lifetime_ms: AtomicU64::new(millis(config.server_lifetime)),
             target: ArcSwap::from_pointee(Generation { number: 0, target }),
             config: ArcSwap::from_pointee(config),
             idle: Mutex::new(Vec::new()),
             statements: StatementRegistry::default(),
             paused: AtomicBool::new(false),
             resumed: Notify::new(),
+            waits: WaitBook::default(),
         });
         tokio::spawn(maintain(Arc::downgrade(&inner)));
         Pool { inner }
@@ -94,16 +170,10 @@ impl Pool {
     /// be free (or for the pool to be resumed), and connecting a new one when
     /// none is idle.
     pub async fn acquire(&self) -> Result<Lease, ClientError> {
-        let wait = self.inner.config.load().query_wait_timeout;
-        let started = tokio::time::Instant::now();
-        if self.inner.paused.load(Ordering::Acquire) {
-            self.wait_for_resume(started + wait, wait).await?;
-        }
         // A free slot is taken without arming the wait's timer.
-        let free = self.inner.permits.clone().try_acquire_owned();
-        let permit = match free {
-            Ok(p) => p,
-            Err(_) => self.wait_for_permit(started + wait, wait).await?,
+        let permit = match self.try_take() {
+            Some(p) => p,
+            None => self.wait_for_slot().await?,
         };
         let (conn, generation) = match self.take_idle() {
             Some(reused) => reused,
@@ -120,6 +190,26 @@ impl Pool {
             pool: self.inner.clone(),
             _permit: Some(permit),
         })
+    }
+
+    /// A free slot, unless there is none or the pool is paused.
+    fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+        if self.inner.paused.load(Ordering::Acquire) {
+            return None;
+        }
+        self.inner.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// Waits up to `query_wait_timeout` for the pool to be resumed (when
+    /// paused) and for a free slot, listed among the pool's waiters.
+    async fn wait_for_slot(&self) -> Result<OwnedSemaphorePermit, ClientError> {
+        let _waiting = self.inner.waits.enter();
+        let wait = self.inner.config.load().query_wait_timeout;
+        let deadline = tokio::time::Instant::now() + wait;
+        if self.inner.paused.load(Ordering::Acquire) {
+            self.wait_for_resume(deadline, wait).await?;
+        }
+        self.wait_for_permit(deadline, wait).await
     }
 
     /// Waits until `deadline` for a slot in the pool.
@@ -161,10 +251,10 @@ impl Pool {
 
     /// An idle connection of the current generation, with that generation.
     fn take_idle(&self) -> Option<(Box<ServerConn>, u64)> {
-        let lifetime = self.inner.config.load().server_lifetime;
+        let lifetime = Duration::from_millis(self.inner.lifetime_ms.load(Ordering::Relaxed));
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Read under the lock: a new generation empties `idle` under it too.
-        let generation = self.inner.target.load().number;
+        let generation = self.inner.generation.load(Ordering::Relaxed);
         while let Some(c) = idle.pop() {
             if !c.looks_alive() {
                 continue; // closed by the server (restart, terminate): drop it
@@ -177,12 +267,24 @@ impl Pool {
         None
     }
 
-    /// Number of connections idle and checked out, for the admin console.
-    pub fn counts(&self) -> (usize, usize) {
+    /// Connections idle and checked out, and checkouts waiting.
+    pub fn stats(&self) -> PoolStats {
         let idle = self.inner.idle.lock().map(|i| i.len()).unwrap_or(0);
         let size = self.inner.config.load().size;
         let used = size.saturating_sub(self.inner.permits.available_permits());
-        (idle, used)
+        let book = &self.inner.waits;
+        let (waiting, oldest) = {
+            let w = book.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            (w.len(), w.values().next().copied())
+        };
+        PoolStats {
+            idle,
+            used,
+            waiting,
+            max_wait: oldest.map_or(Duration::ZERO, |since| since.elapsed()),
+            waits_total: book.total.load(Ordering::Relaxed),
+            wait_time_total: Duration::from_micros(book.micros.load(Ordering::Relaxed)),
+        }
     }
 
     /// Applies a reloaded config. A changed size takes effect at once for
@@ -204,8 +306,23 @@ impl Pool {
                 }
             });
         }
+        inner
+            .lifetime_ms
+            .store(millis(config.server_lifetime), Ordering::Relaxed);
         inner.config.store(Arc::new(config));
         self.retarget(target);
+    }
+
+    /// Uses `target` for the connections made from now on, leaving size and
+    /// timing alone: a login that proved a newer secret (an `auth_query`
+    /// user whose password changed in Postgres) starts a new generation.
+    pub fn set_target(&self, target: ServerTarget) {
+        self.retarget(target);
+    }
+
+    /// What new connections log in to the server with.
+    pub fn secret(&self) -> ServerSecret {
+        self.inner.target.load().target.secret.clone()
     }
 
     /// Uses `target` for new connections; when it is another server or
@@ -218,6 +335,7 @@ impl Pool {
             let same = same_server(&current.target, &target);
             let number = current.number + u64::from(!same);
             inner.target.store(Arc::new(Generation { number, target }));
+            inner.generation.store(number, Ordering::Relaxed);
             if same {
                 return;
             }
@@ -236,8 +354,7 @@ impl Pool {
     pub async fn pause(&self) {
         self.hold();
         loop {
-            let (_, used) = self.counts();
-            if used == 0 {
+            if self.stats().used == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -265,13 +382,17 @@ impl Pool {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Whether connections made for `a` are as good as ones made for `b`.
 fn same_server(a: &ServerTarget, b: &ServerTarget) -> bool {
     a.host == b.host
         && a.port == b.port
         && a.user == b.user
         && a.dbname == b.dbname
-        && a.password == b.password
+        && a.secret == b.secret
         && a.tls.mode == b.tls.mode
 }
 
@@ -357,7 +478,7 @@ impl PoolInner {
     /// for an older generation of the target.
     fn put_idle(&self, conn: Box<ServerConn>, generation: u64) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if self.target.load().number == generation {
+        if self.generation.load(Ordering::Relaxed) == generation {
             idle.push(conn);
         } else {
             drop(idle);

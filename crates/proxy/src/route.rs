@@ -5,10 +5,13 @@
 //! primary would?". It answers [`Route::ReplicaOk`] only for query strings
 //! whose every statement is a read that can neither change anything nor
 //! see differently on a replica; anything else, including text sqlparser
-//! cannot parse, is [`Route::Primary`]. It never guesses "read": the walk
-//! over sqlparser's tree (the private `walk` module) accepts the constructs
-//! it knows and sends everything else to the primary. Replica lag, health
-//! and read-your-writes are the caller's business.
+//! cannot parse, is [`Route::Primary`]. It never guesses "read": it accepts
+//! only read statement kinds, and then only when the facts of the one walk
+//! over sqlparser's tree (`crate::sql_facts`, shared with
+//! [`crate::classify`]) show nothing it does not know: a construct that
+//! walk keeps as text (other dialects' syntax, `TABLESAMPLE`, ...) sends
+//! the statement to the primary. Replica lag, health and read-your-writes
+//! are the caller's business.
 //!
 //! [`tx_control`] (the private `tx` module) recognizes BEGIN / START
 //! TRANSACTION / SET TRANSACTION / COMMIT / ROLLBACK, so the caller can
@@ -51,19 +54,23 @@
 //!
 //! Nothing here panics on any input: parsing is guarded as in
 //! [`crate::classify`] (a nesting estimate before parsing, `catch_unwind`
-//! around sqlparser, all tokens consumed), and the walk is iterative, so
-//! even long operator chains cannot overflow the stack.
+//! around sqlparser, all tokens consumed), which also bounds how deep the
+//! walk recurses.
 
 mod names;
+#[cfg(test)]
+mod tests;
 mod tx;
-mod walk;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
+use sqlparser::ast::{DescribeAlias, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
+use crate::sql_facts::Facts;
+use names::{is_construct, relation_ok, server_local_function, show_ok, split_name};
 pub use tx::{tx_control, TxControl};
 
 /// Where a statement may run.
@@ -133,11 +140,50 @@ pub fn route(sql: &str, volatility: &dyn Volatility) -> Route {
             tokens = tokenize(&select)?;
         }
         let statements = crate::classify::parse_tokens(tokens)?;
-        (!statements.is_empty() && walk::all_reads(&statements, volatility)).then_some(())
+        (!statements.is_empty() && all_reads(&statements, volatility)).then_some(())
     }));
     match verdict {
         Ok(Some(())) => Route::ReplicaOk,
         _ => Route::Primary,
+    }
+}
+
+/// Whether every one of `statements` is a read a replica may answer: a read
+/// statement kind, and nothing in any of them that writes, locks, is kept
+/// as text, reads a server-local relation or calls a function not known to
+/// be safe.
+fn all_reads(statements: &[Statement], volatility: &dyn Volatility) -> bool {
+    if !statements.iter().all(read_statement) {
+        return false;
+    }
+    let facts = Facts::of(statements);
+    let relations_ok = facts
+        .relations
+        .iter()
+        .all(|name| split_name(name).is_some_and(|(schema, name)| relation_ok(schema, name)));
+    let calls_ok = facts.calls.iter().all(|call| {
+        is_construct(call)
+            || split_name(&call.name).is_some_and(|(schema, name)| {
+                !server_local_function(name) && volatility.is_safe(schema, name)
+            })
+    });
+    !facts.writes && !facts.locks && facts.opaque.is_empty() && relations_ok && calls_ok
+}
+
+/// A query, a `SHOW` a replica may answer, or an `EXPLAIN` of one of them
+/// (see the module documentation).
+fn read_statement(mut statement: &Statement) -> bool {
+    loop {
+        match statement {
+            Statement::Query(_) => return true,
+            Statement::ShowVariable { variable } => return variable.first().is_some_and(show_ok),
+            Statement::Explain {
+                describe_alias: DescribeAlias::Explain,
+                statement: explained,
+                ..
+            } => statement = explained,
+            _ => return false,
+        }
     }
 }
 

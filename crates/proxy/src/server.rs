@@ -16,13 +16,13 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use wire::build;
-use wire::inspect::{self, AuthRequest, TxStatus};
+use wire::inspect::{self, TxStatus};
 use wire::startup::SSL_REQUEST_CODE;
 use wire::{decode_frame, Frame, SqlState};
 
-use crate::auth::md5_password;
 use crate::error::ClientError;
 use crate::fasthash::FastSet;
+use crate::server_auth::{ServerAuth, ServerSecret};
 use crate::tls::UpstreamTls;
 
 /// Upper bound on one message from a server (Postgres's own limit is 1 GiB).
@@ -35,7 +35,8 @@ pub struct ServerTarget {
     pub port: u16,
     pub user: String,
     pub dbname: String,
-    pub password: Option<String>,
+    /// What the proxy answers the server's authentication with.
+    pub secret: ServerSecret,
     pub connect_timeout: Duration,
     /// TLS to the server; never used for a Unix socket.
     pub tls: UpstreamTls,
@@ -339,55 +340,14 @@ impl ServerConn {
     }
 
     async fn login(&mut self, target: &ServerTarget) -> Result<(), ClientError> {
-        let mut scram = None;
-        let mut scram_final = None;
+        let mut auth = ServerAuth::default();
         loop {
             let frame = self.read_frame().await.map_err(lost)?;
             match frame.tag() {
                 b'R' => {
                     let req = inspect::auth_request(frame.body())
                         .ok_or_else(|| malformed("authentication request"))?;
-                    let reply = match req {
-                        AuthRequest::Ok => None,
-                        AuthRequest::CleartextPassword => {
-                            Some(build::password_message(need_password(target)?.as_bytes()))
-                        }
-                        AuthRequest::Md5Password { salt } => {
-                            let pw = need_password(target)?;
-                            let hash = md5_password(&target.user, pw, salt);
-                            Some(build::password_message(hash.as_bytes()))
-                        }
-                        AuthRequest::Sasl(mechs) => {
-                            if !mechs.contains(&"SCRAM-SHA-256") {
-                                return Err(unsupported_auth());
-                            }
-                            let pw = need_password(target)?;
-                            let client = pgwire::api::auth::sasl::scram::ScramClientAuth::new(
-                                target.user.clone(),
-                                pw.to_owned(),
-                            );
-                            let (first, next) = client.build_client_first().map_err(scram_err)?;
-                            scram = Some(next);
-                            Some(build::sasl_initial_response(
-                                "SCRAM-SHA-256",
-                                first.as_bytes(),
-                            ))
-                        }
-                        AuthRequest::SaslContinue(data) => {
-                            let state = scram.take().ok_or_else(|| malformed("SASL order"))?;
-                            let (fin, next) = state.build_client_final(data).map_err(scram_err)?;
-                            scram_final = Some(next);
-                            Some(build::sasl_response(fin.as_bytes()))
-                        }
-                        AuthRequest::SaslFinal(data) => {
-                            let state =
-                                scram_final.take().ok_or_else(|| malformed("SASL order"))?;
-                            state.verify_server_final(data).map_err(scram_err)?;
-                            None
-                        }
-                        AuthRequest::Other(_) => return Err(unsupported_auth()),
-                    };
-                    if let Some(reply) = reply {
+                    if let Some(reply) = auth.answer(&target.user, &target.secret, req)? {
                         self.write(reply.raw()).await.map_err(lost)?;
                     }
                 }
@@ -588,30 +548,6 @@ fn tls_failed(msg: &str, host: &str, port: u16, detail: impl std::fmt::Display) 
         .with_detail(format!("{host}:{port}: {detail}"))
 }
 
-fn need_password(target: &ServerTarget) -> Result<&str, ClientError> {
-    target.password.as_deref().ok_or_else(|| {
-        ClientError::fatal(
-            SqlState::INVALID_PASSWORD,
-            "the database server asked for a password and the proxy has none configured for this user",
-        )
-    })
-}
-
-fn unsupported_auth() -> ClientError {
-    ClientError::fatal(
-        SqlState::FEATURE_NOT_SUPPORTED,
-        "the database server asked for an authentication method the proxy does not support",
-    )
-}
-
-fn scram_err(e: impl std::fmt::Display) -> ClientError {
-    ClientError::fatal(
-        SqlState::INVALID_PASSWORD,
-        "SCRAM authentication with the database server failed",
-    )
-    .with_detail(e)
-}
-
 fn malformed(what: &str) -> ClientError {
     ClientError::fatal(
         SqlState::PROTOCOL_VIOLATION,
@@ -647,7 +583,7 @@ pub fn upstream_error(frame: &Frame, fatal: bool) -> ClientError {
 
 /// Maps a server's code string onto the codes the proxy knows; others become
 /// 08006 (the client sees the server's message either way).
-fn sqlstate_from(code: &str) -> SqlState {
+pub(crate) fn sqlstate_from(code: &str) -> SqlState {
     match code {
         "28P01" => SqlState::INVALID_PASSWORD,
         "28000" => SqlState::INVALID_AUTHORIZATION,

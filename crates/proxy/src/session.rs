@@ -18,6 +18,7 @@ use crate::auth::{AuthStep, ClientAuth};
 use crate::error::ClientError;
 use crate::params::ClientParams;
 use crate::relay::{Identity, Relay};
+use crate::server_auth::ServerSecret;
 use crate::state::{Live, Shared};
 use crate::tls::ClientStream;
 
@@ -106,12 +107,18 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream) {
             user,
             database,
         } => {
-            let _listed = shared.client_registry.register(user, database, peer, tls);
+            let activity = relay.activity();
+            let _listed = shared
+                .client_registry
+                .register(user, database, peer, tls, activity);
             relay.run(io).await
         }
         Login::Console { user } => {
             let database = crate::admin::DATABASE.to_owned();
-            let _listed = shared.client_registry.register(user, database, peer, tls);
+            let activity = Arc::default();
+            let _listed = shared
+                .client_registry
+                .register(user, database, peer, tls, activity);
             crate::admin::serve(&shared, &mut io).await
         }
     };
@@ -199,6 +206,10 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
             "replication connections are not supported by pgcoalesce",
         ));
     }
+    if let Some(tls) = &live.tls {
+        tls.admit(&io.stream, &user)
+            .map_err(|m| ClientError::fatal(SqlState::INVALID_AUTHORIZATION, m))?;
+    }
     // The console's name, unless a configured database has it.
     let console = database == crate::admin::DATABASE && live.config.database(&database).is_none();
     if !console && live.config.database(&database).is_none() {
@@ -207,11 +218,14 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
             format!("database \"{database}\" does not exist"),
         ));
     }
-    let Some(cred) = live.credentials.get(&user) else {
-        return Err(ClientError::fatal(
-            SqlState::INVALID_AUTHORIZATION,
-            format!("role \"{user}\" does not exist"),
-        ));
+    // Configured users first; Postgres may know the others (auth_query).
+    let looked_up;
+    let cred = match live.credentials.get(&user) {
+        Some(cred) => cred,
+        None => {
+            looked_up = crate::auth_query::lookup(shared, &live, &database, &user).await?;
+            &looked_up
+        }
     };
     if major_minor.1 > 0 {
         let unknown: Vec<&str> = params
@@ -224,6 +238,7 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
     }
 
     let (mut exchange, first) = ClientAuth::start(&user, cred);
+    let mut proved = None;
     if let Some(first) = first {
         io.send(first.raw()).await?;
         loop {
@@ -238,7 +253,8 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
             }
             match exchange.step(frame.body())? {
                 AuthStep::Continue(reply) => io.send(reply.raw()).await?,
-                AuthStep::Done(finals) => {
+                AuthStep::Done { finals, secret } => {
+                    proved = secret;
                     let mut out = BytesMut::new();
                     for f in finals {
                         out.extend_from_slice(f.raw());
@@ -254,7 +270,11 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
         return console_login(&live, io, user).await;
     }
 
-    let pool = shared.pool_in(&live, &database, &user).ok_or_else(|| {
+    let pool = match pass_through(&live, &user, proved) {
+        Some(secret) => shared.pool_with_secret(&live, &database, &user, secret),
+        None => shared.pool_in(&live, &database, &user),
+    };
+    let pool = pool.ok_or_else(|| {
         ClientError::fatal(SqlState::INVALID_CATALOG_NAME, "database is not configured")
     })?;
     // Check out a server now: it proves the upstream accepts this login and
@@ -293,17 +313,30 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
     let who = Identity {
         coalescer: shared.coalescer.clone().filter(|c| c.active_for(&database)),
         router: live.routers.get(&database).cloned(),
-        replica_pools: shared.replica_pools(&live, &database, &user),
+        replica_pools: shared.replica_pools(&live, &database, &user, &pool),
         database: database.clone(),
         user: user.clone(),
         barrier_limit: live.config.pool.query_wait_timeout,
         stopping: shared.stopping.subscribe(),
+        activity: Arc::default(),
     };
     Ok(Some(Login::Relay {
         relay: Box::new(Relay::new(pool, lease, client_params, cancel, who)),
         user,
         database,
     }))
+}
+
+/// What the proxy logs in to Postgres with for `user`, when it is what the
+/// client's login `proved` (an md5 hash, SCRAM keys) rather than a
+/// configured password: for users found by `auth_query`, and for
+/// configured users with no password for upstream (only a
+/// `scram_verifier`). `None`: the configured login.
+fn pass_through(live: &Live, user: &str, proved: Option<ServerSecret>) -> Option<ServerSecret> {
+    match live.config.user(user) {
+        Some(u) if u.upstream_password().is_some() => None,
+        _ => proved,
+    }
 }
 
 /// Ends the login of an authenticated user who asked for the admin

@@ -19,10 +19,11 @@ use crate::auth::Credential;
 use crate::cancel::CancelRegistry;
 use crate::classify::RuleShape;
 use crate::coalesce::{Ack, Coalescer, Rule};
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::{Pool, PoolConfig, PoolStats};
 use crate::replicas::{ReadSplitSettings, ReplicaSet};
 use crate::router::Router;
 use crate::server::ServerTarget;
+use crate::server_auth::ServerSecret;
 use crate::tls::{ClientTls, UpstreamTls};
 
 /// Re-reads the config for a reload (`RELOAD`, SIGHUP): the binary's file
@@ -193,24 +194,35 @@ impl Shared {
         routers
     }
 
-    /// This client's pools on each replica of `database`, in order.
-    pub fn replica_pools(&self, live: &Live, database: &str, user: &str) -> Vec<Pool> {
+    /// This client's pools on each replica of `database`, in order. They
+    /// log in as its `primary` pool does (the configured password, or what
+    /// the client's login proved), and take a newer proved secret as the
+    /// primary pool did.
+    pub fn replica_pools(
+        &self,
+        live: &Live,
+        database: &str,
+        user: &str,
+        primary: &Pool,
+    ) -> Vec<Pool> {
         let Some(db) = live.config.database(database) else {
             return Vec::new();
         };
+        let secret = primary.secret();
         let mut out = Vec::new();
         for i in 0..db.replicas.len() {
-            let key = (database.to_owned(), user.to_owned(), i);
-            if let Some(p) = self.replica_pools.get(&key) {
-                out.push(p.clone());
-                continue;
-            }
             let (Some(target), Some(cfg)) = (
-                live.replica_target(database, user, i),
+                live.target_at(database, user, secret.clone(), Some(i)),
                 live.pool_config(database),
             ) else {
                 continue;
             };
+            let key = (database.to_owned(), user.to_owned(), i);
+            if let Some(p) = self.replica_pools.get(&key) {
+                p.set_target(target);
+                out.push(p.clone());
+                continue;
+            }
             let pool = self
                 .replica_pools
                 .entry(key)
@@ -243,6 +255,30 @@ impl Shared {
         )
     }
 
+    /// The pool for (database, user) whose server login uses `secret`, what
+    /// the client's own login proved (an `auth_query` user, or a configured
+    /// user without a password for upstream). An existing pool takes
+    /// `secret` for the connections it makes from now on, so a password
+    /// changed in Postgres reaches it with the next login.
+    pub fn pool_with_secret(
+        &self,
+        live: &Live,
+        database: &str,
+        user: &str,
+        secret: ServerSecret,
+    ) -> Option<Pool> {
+        let target = live.target_for(database, user, secret)?;
+        let cfg = live.pool_config(database)?;
+        let key = (database.to_owned(), user.to_owned());
+        let pool = self
+            .pools
+            .entry(key)
+            .or_insert_with(|| self.new_pool(database, target.clone(), cfg))
+            .clone();
+        pool.set_target(target);
+        Some(pool)
+    }
+
     /// A new pool, held at once when its database is paused.
     fn new_pool(&self, database: &str, target: ServerTarget, cfg: PoolConfig) -> Pool {
         let pool = Pool::new(target, cfg);
@@ -256,31 +292,67 @@ impl Shared {
 impl Live {
     /// Where and as whom the proxy logs in to `database`'s primary for `user`.
     pub(crate) fn target(&self, database: &str, user: &str) -> Option<ServerTarget> {
-        let db = self.config.database(database)?;
         let u = self.config.user(user)?;
+        let secret = ServerSecret::from_password(u.upstream_password());
+        self.target_for(database, &u.name, secret)
+    }
+
+    /// [`target`](Self::target) with `secret` instead of the configured
+    /// password, for any user (an `auth_query` user is not configured).
+    pub(crate) fn target_for(
+        &self,
+        database: &str,
+        user: &str,
+        secret: ServerSecret,
+    ) -> Option<ServerTarget> {
+        self.target_at(database, user, secret, None)
+    }
+
+    /// [`target_for`](Self::target_for) on `database`'s primary (`None`)
+    /// or on its replica `replica`.
+    pub(crate) fn target_at(
+        &self,
+        database: &str,
+        user: &str,
+        secret: ServerSecret,
+        replica: Option<usize>,
+    ) -> Option<ServerTarget> {
+        let db = self.config.database(database)?;
+        let (host, port) = match replica {
+            None => (&db.host, db.port),
+            Some(i) => db.replicas.get(i).map(|r| (&r.host, r.port))?,
+        };
         Some(ServerTarget {
-            host: db.host.clone(),
-            port: db.port,
-            user: u.name.clone(),
+            host: host.clone(),
+            port,
+            user: user.to_owned(),
             dbname: db.upstream_dbname().to_owned(),
-            password: u.server_password.clone().or_else(|| u.password.clone()),
+            secret,
             connect_timeout: self.config.pool.connect_timeout,
             tls: self.upstream_tls.get(database)?.clone(),
         })
     }
 
-    /// [`target`](Self::target) on replica `index` of `database`.
-    pub(crate) fn replica_target(
+    /// What a pool of (`database`, `user`) that now logs in with
+    /// `current` logs in with under this config: the configured password,
+    /// or, for a user without one (only a SCRAM verifier, or not configured
+    /// but found by `auth_query`), still what a client's login proved.
+    /// `None`: new logins may no longer use the pool.
+    fn secret_for(
         &self,
         database: &str,
         user: &str,
-        index: usize,
-    ) -> Option<ServerTarget> {
-        let replica = self.config.database(database)?.replicas.get(index)?;
-        let mut target = self.target(database, user)?;
-        target.host = replica.host.clone();
-        target.port = replica.port;
-        Some(target)
+        current: ServerSecret,
+    ) -> Option<ServerSecret> {
+        let db = self.config.database(database)?;
+        match self.config.user(user) {
+            Some(u) => Some(match u.upstream_password() {
+                Some(p) => ServerSecret::Password(p.to_owned()),
+                None if u.scram_verifier.is_some() => current,
+                None => ServerSecret::None,
+            }),
+            None => self.config.auth_user_for(db).map(|_| current),
+        }
     }
 
     pub(crate) fn pool_config(&self, database: &str) -> Option<PoolConfig> {
@@ -298,34 +370,26 @@ impl Live {
 }
 
 impl Shared {
-    /// Every pool on a primary: (database, user, idle, checked out).
-    pub fn pool_counts(&self) -> Vec<(String, String, usize, usize)> {
+    /// Every pool on a primary: (database, user, its figures).
+    pub fn pool_stats(&self) -> Vec<(String, String, PoolStats)> {
         self.pools
             .iter()
-            .map(|p| {
-                let (idle, used) = p.value().counts();
-                (p.key().0.clone(), p.key().1.clone(), idle, used)
-            })
+            .map(|p| (p.key().0.clone(), p.key().1.clone(), p.value().stats()))
             .collect()
     }
-}
 
-impl Shared {
-    /// Every pool on a replica: (database, user, replica index, idle,
-    /// checked out).
-    pub fn replica_pool_counts(&self) -> Vec<(String, String, usize, usize, usize)> {
+    /// Every pool on a replica: (database, user, replica index, its
+    /// figures).
+    pub fn replica_pool_stats(&self) -> Vec<(String, String, usize, PoolStats)> {
         self.replica_pools
             .iter()
             .map(|p| {
                 let (database, user, index) = p.key();
-                let (idle, used) = p.value().counts();
-                (database.clone(), user.clone(), *index, idle, used)
+                (database.clone(), user.clone(), *index, p.value().stats())
             })
             .collect()
     }
-}
 
-impl Shared {
     /// Databases paused by `PAUSE`.
     pub fn paused_databases(&self) -> BTreeSet<String> {
         self.paused
@@ -371,27 +435,22 @@ impl Shared {
     /// the others are dropped from the map, so new logins cannot use them
     /// while clients already on them keep them until they leave.
     pub(crate) fn reconfigure_pools(&self, live: &Live) {
-        self.pools.retain(|(database, user), pool| {
-            match (live.target(database, user), live.pool_config(database)) {
+        let apply = |database: &str, user: &str, replica: Option<usize>, pool: &mut Pool| {
+            let target = live
+                .secret_for(database, user, pool.secret())
+                .and_then(|secret| live.target_at(database, user, secret, replica));
+            match (target, live.pool_config(database)) {
                 (Some(target), Some(cfg)) => {
                     pool.reconfigure(target, cfg);
                     true
                 }
                 _ => false,
             }
-        });
-        self.replica_pools.retain(|(database, user, index), pool| {
-            match (
-                live.replica_target(database, user, *index),
-                live.pool_config(database),
-            ) {
-                (Some(target), Some(cfg)) => {
-                    pool.reconfigure(target, cfg);
-                    true
-                }
-                _ => false,
-            }
-        });
+        };
+        self.pools
+            .retain(|(database, user), pool| apply(database, user, None, pool));
+        self.replica_pools
+            .retain(|(database, user, index), pool| apply(database, user, Some(*index), pool));
     }
 }
 

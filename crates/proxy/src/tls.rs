@@ -1,9 +1,11 @@
 //! TLS settings for both legs.
 //!
-//! Client leg: the acceptor built from the configured PEM files, and
-//! [`ClientStream`], a client's byte stream in plain text or in TLS. Only
-//! the server side of the handshake lives here; when to offer TLS (the
-//! SSLRequest exchange) is the session's business.
+//! Client leg: the acceptor built from the configured PEM files (with
+//! client certificates checked against `tls.ca_file` when it is set), the
+//! `tls.client_cert` rule a login must pass, and [`ClientStream`], a
+//! client's byte stream in plain text or in TLS. Only the server side of
+//! the handshake lives here; when to offer TLS (the SSLRequest exchange) is
+//! the session's business.
 //!
 //! Server leg: [`UpstreamTls`], the rustls client settings for one
 //! database's `tls` mode and `tls_ca_file`, with the certificate checks of
@@ -15,12 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use config::ServerTlsMode;
+use config::{ClientCertMode, ServerTlsMode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -65,11 +68,14 @@ pub struct ClientTls {
     pub acceptor: TlsAcceptor,
     /// Whether a client must use TLS before it logs in.
     pub required: bool,
+    /// Whether a login needs a client certificate, and for whom.
+    pub client_cert: ClientCertMode,
 }
 
 impl ClientTls {
     /// Reads the certificate chain and key named in `config` (with the ring
-    /// provider, TLS 1.2 and 1.3).
+    /// provider, TLS 1.2 and 1.3), and the client certificates' roots from
+    /// `ca_file` when set.
     pub fn load(config: &config::Tls) -> Result<ClientTls, TlsError> {
         let chain = read_chain(&config.cert_file)?;
         let key = read_key(&config.key_file)?;
@@ -78,21 +84,70 @@ impl ClientTls {
             key: config.key_file.clone(),
             source,
         };
-        let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(rejected)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(rejected)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(rejected)?;
+        let builder = match &config.ca_file {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                // A certificate is asked for but not demanded here: whether
+                // a login needs one is `client_cert`'s rule, checked with
+                // the user name at login. One that is presented must chain
+                // to the roots, or the handshake fails.
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(read_roots(ca)?),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Roots {
+                    path: ca.clone(),
+                    reason: e.to_string(),
+                })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut server = builder.with_single_cert(chain, key).map_err(rejected)?;
         // As Postgres 17: a client that offers ALPN must offer this one.
         server.alpn_protocols = vec![b"postgresql".to_vec()];
         Ok(ClientTls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             required: config.client_mode == config::TlsClientMode::Require,
+            client_cert: config.client_cert,
         })
     }
+
+    /// Applies `client_cert` to a login as `user` over `stream`: `Err` says
+    /// why it is refused (the session answers 28000, as Postgres does for
+    /// a failed `clientcert` check).
+    pub fn admit(&self, stream: &ClientStream, user: &str) -> Result<(), String> {
+        if self.client_cert == ClientCertMode::None {
+            return Ok(());
+        }
+        // rustls has verified the chain of any certificate it kept.
+        let Some(cert) = stream.client_certificate() else {
+            return Err("connection requires a valid client certificate".into());
+        };
+        if self.client_cert == ClientCertMode::VerifyFull {
+            let name = common_name(cert);
+            if name.as_deref() != Some(user) {
+                return Err(format!(
+                    "certificate validation (client_cert: verify-full) failed for user \"{user}\": \
+                     the certificate's common name is {}",
+                    name.map_or("missing".to_owned(), |n| format!("\"{n}\""))
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The subject's common name of a certificate (the first, if several).
+pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -145,6 +200,15 @@ impl ClientStream {
     /// Whether TLS is in use.
     pub fn is_tls(&self) -> bool {
         matches!(self, ClientStream::Tls(_))
+    }
+
+    /// The certificate the client presented in the TLS handshake (its end
+    /// entity), if any.
+    pub fn client_certificate(&self) -> Option<&CertificateDer<'static>> {
+        match self {
+            ClientStream::Tls(s) => s.get_ref().1.peer_certificates()?.first(),
+            _ => None,
+        }
     }
 
     /// Runs the server side of a TLS handshake on a plain stream. On

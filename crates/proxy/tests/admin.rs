@@ -34,7 +34,11 @@ fn with_admin(mut config: Config) -> Config {
 
 /// The harness's cluster with a proxy that has an admin user.
 async fn start() -> Env {
-    let setup = Setup::default();
+    start_with(Setup::default()).await
+}
+
+/// [`start`] with the pool set up as `setup` says.
+async fn start_with(setup: Setup) -> Env {
     let Env { pg, proxy } = Env::start(Setup::default()).await;
     proxy.shutdown(Duration::from_secs(1)).await;
     let config = with_admin(common::proxy_config(&pg, &setup));
@@ -402,4 +406,61 @@ async fn shutdown_from_the_console_drains_and_flushes() {
         .expect("shutdown after a console SHUTDOWN returns"),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_pools_counts_clients_waiting_for_a_connection() {
+    let env = start_with(Setup {
+        pool_size: 1,
+        ..Setup::default()
+    })
+    .await;
+    let admin = console(&env).await;
+    let holder = env.client().await;
+    let waiter = env.client().await;
+    holder
+        .batch_execute("BEGIN; SELECT 1")
+        .await
+        .expect("begin");
+    let waiting = tokio::spawn(async move {
+        let row = waiter.query_one("SELECT 5", &[]).await.expect("query");
+        row.get::<_, i32>(0)
+    });
+    eventually("the second client is listed as waiting", || async {
+        let pool = rows_where(&admin, "SHOW POOLS", "user", USER).await;
+        pool.first().is_some_and(|p| p["waiting"] == "1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pool = rows_where(&admin, "SHOW POOLS", "user", USER).await;
+    let max_wait: f64 = pool[0]["max_wait"].parse().expect("max_wait");
+    assert!(
+        max_wait >= 0.2,
+        "max_wait {max_wait} counts the wait so far"
+    );
+    let servers = rows_where(&admin, "SHOW SERVERS", "user", USER).await;
+    assert_eq!(servers[0]["waiting"], "1");
+    let mut states: Vec<String> = rows_where(&admin, "SHOW CLIENTS", "user", USER)
+        .await
+        .iter()
+        .map(|c| c["state"].clone())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["active", "waiting"], "one holds the connection");
+    let consoles = rows_where(&admin, "SHOW CLIENTS", "user", ADMIN).await;
+    assert_eq!(consoles[0]["state"], "idle");
+
+    holder.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(waiting.await.expect("task"), 5);
+    let pool = rows_where(&admin, "SHOW POOLS", "user", USER).await;
+    assert_eq!(pool[0]["waiting"], "0");
+    assert_eq!(pool[0]["max_wait"], "0");
+    assert_eq!(pool[0]["waits"], "1", "one checkout had to wait");
+    let states = rows_where(&admin, "SHOW CLIENTS", "user", USER).await;
+    assert!(
+        states.iter().all(|c| c["state"] == "idle"),
+        "between transactions nobody holds a connection: {states:?}"
+    );
+    let total: f64 = pool[0]["wait_seconds"].parse().expect("wait_seconds");
+    assert!(total >= 0.2, "wait_seconds {total}");
 }

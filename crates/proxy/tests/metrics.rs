@@ -121,6 +121,10 @@ async fn scrape_reports_clients_pools_and_coalescing() {
     let idle = value(&s, &format!("pgcoalesce_pool_idle_connections{pool}"));
     let active = value(&s, &format!("pgcoalesce_pool_active_connections{pool}"));
     assert!(idle + active >= 1.0, "the login connection is pooled");
+    let waiting = value(&s, &format!("pgcoalesce_pool_waiting_clients{pool}"));
+    assert_eq!(waiting, 0.0, "nobody waits for a connection now");
+    let max_wait = value(&s, &format!("pgcoalesce_pool_max_wait_seconds{pool}"));
+    assert_eq!(max_wait, 0.0);
 
     // What the rows say agrees with the counters.
     let landed: i64 = env

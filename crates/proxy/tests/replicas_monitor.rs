@@ -11,6 +11,7 @@ use proxy::replicas::{
     Observation, ReadSplitSettings, ReplicaSet, ReplicaState,
 };
 use proxy::server::ServerTarget;
+use proxy::server_auth::ServerSecret;
 
 // ---------------------------------------------------------------- LSNs
 
@@ -476,7 +477,7 @@ async fn monitor_follows_a_real_replica() {
         port: primary.port(),
         user: "postgres".into(),
         dbname: "postgres".into(),
-        password: primary.superuser_password().map(String::from),
+        secret: ServerSecret::from_password(primary.superuser_password()),
         connect_timeout: Duration::from_secs(5),
         tls: proxy::tls::UpstreamTls::disabled(),
     };

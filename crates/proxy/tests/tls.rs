@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{proxy_config, run, try_connect, Env, Setup, DB, PASSWORD, USER};
-use config::{AuthMethod, Tls, TlsClientMode};
+use config::{AuthMethod, ClientCertMode, Tls, TlsClientMode};
 use proxy::Proxy;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -33,6 +34,7 @@ struct Certs {
     ca_der: CertificateDer<'static>,
     cert: PathBuf,
     key: PathBuf,
+    issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Certs {
@@ -64,7 +66,33 @@ impl Certs {
             cert: write("server.crt", cert.pem()),
             key: write("server.key", key.serialize_pem()),
             _dir: dir,
+            issuer: ca,
         }
+    }
+
+    /// A client certificate for common name `cn` signed by this CA, as
+    /// libpq's `sslcert=… sslkey=…` (the key readable by its owner only,
+    /// as libpq demands).
+    fn client(&self, cn: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
+        let dir = self.ca.parent().expect("certs dir");
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let cert_path = dir.join(format!("client{n}.crt"));
+        let key_path = dir.join(format!("client{n}.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write client cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write client key");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod key");
+        format!(
+            "sslcert={} sslkey={}",
+            cert_path.display(),
+            key_path.display()
+        )
     }
 
     fn tls(&self, client_mode: TlsClientMode) -> Tls {
@@ -72,6 +100,17 @@ impl Certs {
             cert_file: self.cert.clone(),
             key_file: self.key.clone(),
             client_mode,
+            ca_file: None,
+            client_cert: ClientCertMode::None,
+        }
+    }
+
+    /// TLS that asks clients for certificates of this CA, under `rule`.
+    fn tls_with_client_certs(&self, rule: ClientCertMode) -> Tls {
+        Tls {
+            ca_file: Some(self.ca.clone()),
+            client_cert: rule,
+            ..self.tls(TlsClientMode::Allow)
         }
     }
 }
@@ -465,6 +504,8 @@ fn proxy_start_names_a_missing_or_bad_pem_file() {
             cert_file: cert.to_path_buf(),
             key_file: key.to_path_buf(),
             client_mode: TlsClientMode::Allow,
+            ca_file: None,
+            client_cert: ClientCertMode::None,
         });
         let err = rt
             .block_on(Proxy::start(config))
@@ -473,4 +514,85 @@ fn proxy_start_names_a_missing_or_bad_pem_file() {
         let text = err.to_string();
         assert!(text.contains(needle), "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_checked_against_the_ca_file() {
+    let env = Env::start(Setup::default()).await;
+    let certs = Certs::new();
+    let ca = certs.ca.display().to_string();
+    let verified = format!("sslmode=verify-full sslrootcert={ca}");
+    let mine = certs.client(USER);
+    let someone_else = certs.client("someone-else");
+    let stranger = Certs::new();
+    let foreign = stranger.client(USER);
+
+    let full = tls_proxy(
+        &env,
+        &Setup::default(),
+        certs.tls_with_client_certs(ClientCertMode::VerifyFull),
+    )
+    .await;
+    let (ok, out, err) = psql_conninfo(&conninfo(full.addr(), &format!("{verified} {mine}")));
+    assert!(ok, "the user's own certificate: {err}");
+    assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+    let (ok, _, err) = psql_conninfo(&conninfo(
+        full.addr(),
+        &format!("{verified} {someone_else}"),
+    ));
+    assert!(!ok, "a certificate for another name was accepted");
+    assert!(
+        err.contains("verify-full) failed for user \"app\"") && err.contains("someone-else"),
+        "stderr: {err}"
+    );
+    let (ok, _, err) = psql_conninfo(&conninfo(full.addr(), &verified));
+    assert!(!ok, "a login without a certificate was accepted");
+    assert!(
+        err.contains("requires a valid client certificate"),
+        "stderr: {err}"
+    );
+    let (ok, _, err) = psql_conninfo(&conninfo(full.addr(), "sslmode=disable"));
+    assert!(!ok, "a plain-text login was accepted");
+    assert!(
+        err.contains("requires a valid client certificate"),
+        "stderr: {err}"
+    );
+    // Signed by another CA: the handshake itself fails.
+    let (ok, _, err) = psql_conninfo(&conninfo(full.addr(), &format!("{verified} {foreign}")));
+    assert!(!ok, "a certificate of another CA was accepted");
+    assert!(!err.contains("answer"), "stderr: {err}");
+    // The password is still checked.
+    let wrong = format!(
+        "host=localhost port={} user={USER} password=wrong dbname={DB} {verified} {mine}",
+        full.addr().port()
+    );
+    let (ok, _, err) = psql_conninfo(&wrong);
+    assert!(!ok && err.contains("password"), "stderr: {err}");
+
+    // verify-ca: any certificate of the CA will do.
+    let ca_only = tls_proxy(
+        &env,
+        &Setup::default(),
+        certs.tls_with_client_certs(ClientCertMode::VerifyCa),
+    )
+    .await;
+    let (ok, _, err) = psql_conninfo(&conninfo(
+        ca_only.addr(),
+        &format!("{verified} {someone_else}"),
+    ));
+    assert!(ok, "verify-ca with a certificate for another name: {err}");
+    let (ok, _, _) = psql_conninfo(&conninfo(ca_only.addr(), &verified));
+    assert!(!ok, "verify-ca without a certificate was accepted");
+
+    // none: a certificate is optional, but one presented is still checked.
+    let optional = tls_proxy(
+        &env,
+        &Setup::default(),
+        certs.tls_with_client_certs(ClientCertMode::None),
+    )
+    .await;
+    let (ok, _, err) = psql_conninfo(&conninfo(optional.addr(), &verified));
+    assert!(ok, "no certificate where none is required: {err}");
+    let (ok, _, _) = psql_conninfo(&conninfo(optional.addr(), &format!("{verified} {foreign}")));
+    assert!(!ok, "a certificate of another CA was accepted");
 }

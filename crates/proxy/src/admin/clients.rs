@@ -1,11 +1,13 @@
 //! The registry of logged-in clients behind `SHOW CLIENTS` and the client
 //! counts of `SHOW POOLS`. A session registers once at login and its
 //! [`ClientGuard`] removes it when the session ends: one map operation at
-//! each end of a connection, nothing per query.
+//! each end of a connection. Per query, the relay only stores what the
+//! client is doing in its [`ActivityCell`] (a relaxed atomic store).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use dashmap::DashMap;
@@ -25,6 +27,48 @@ pub struct ClientInfo {
     pub connected_at: SystemTime,
     /// Whether the client's connection is encrypted.
     pub tls: bool,
+    /// What the client is doing now.
+    pub activity: Arc<ActivityCell>,
+}
+
+/// What a client is doing, as `SHOW CLIENTS` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Holds no server connection (between transactions in transaction
+    /// mode), or an admin console session.
+    Idle,
+    /// Asked for a server connection and has none yet.
+    Waiting,
+    /// Holds a server connection.
+    Active,
+}
+
+impl Activity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Idle => "idle",
+            Activity::Waiting => "waiting",
+            Activity::Active => "active",
+        }
+    }
+}
+
+/// A client's [`Activity`], set by its relay and read by the console.
+#[derive(Debug, Default)]
+pub struct ActivityCell(AtomicU8);
+
+impl ActivityCell {
+    pub fn set(&self, activity: Activity) {
+        self.0.store(activity as u8, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Activity {
+        match self.0.load(Ordering::Relaxed) {
+            x if x == Activity::Waiting as u8 => Activity::Waiting,
+            x if x == Activity::Active as u8 => Activity::Active,
+            _ => Activity::Idle,
+        }
+    }
 }
 
 /// Every logged-in client of one proxy.
@@ -36,13 +80,14 @@ pub struct ClientRegistry {
 
 impl ClientRegistry {
     /// Records a client that has just logged in; it stays listed until the
-    /// returned guard is dropped.
+    /// returned guard is dropped. `activity` is updated by its relay.
     pub fn register(
         &self,
         user: String,
         database: String,
         peer: Option<SocketAddr>,
         tls: bool,
+        activity: Arc<ActivityCell>,
     ) -> ClientGuard<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         self.clients.insert(
@@ -54,6 +99,7 @@ impl ClientRegistry {
                 peer,
                 connected_at: SystemTime::now(),
                 tls,
+                activity,
             },
         );
         ClientGuard { registry: self, id }

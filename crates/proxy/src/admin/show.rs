@@ -35,14 +35,18 @@ fn pools(shared: &Shared) -> BytesMut {
         ("idle", Type::Int8),
         ("used", Type::Int8),
         ("clients", Type::Int8),
+        ("waiting", Type::Int8),
+        ("max_wait", Type::Float8),
+        ("waits", Type::Int8),
+        ("wait_seconds", Type::Float8),
         ("paused", Type::Bool),
     ]);
     let live = shared.live();
     let paused = shared.paused_databases();
     let clients = shared.client_registry.count_by_pool();
-    let mut pools = shared.pool_counts();
-    pools.sort();
-    for (database, user, idle, used) in pools {
+    let mut pools = shared.pool_stats();
+    pools.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    for (database, user, s) in pools {
         let db = live.config.database(&database);
         let n = clients
             .get(&(database.clone(), user.clone()))
@@ -53,9 +57,13 @@ fn pools(shared: &Shared) -> BytesMut {
             val(&user),
             db.map(|d| live.config.pool_mode_for(d).as_str().to_owned()),
             db.map(|d| live.config.pool_size_for(d).to_string()),
-            val(idle),
-            val(used),
+            val(s.idle),
+            val(s.used),
             val(n),
+            val(s.waiting),
+            val(s.max_wait.as_secs_f64()),
+            val(s.waits_total),
+            val(s.wait_time_total.as_secs_f64()),
             bool_val(paused.contains(&database)),
         ]);
     }
@@ -72,6 +80,7 @@ fn clients(shared: &Shared) -> BytesMut {
         ("port", Type::Int8),
         ("connect_time", Type::Text),
         ("tls", Type::Bool),
+        ("state", Type::Text),
     ]);
     for c in shared.client_registry.snapshot() {
         t.row(vec![
@@ -82,6 +91,7 @@ fn clients(shared: &Shared) -> BytesMut {
             c.peer.map(|p| p.port().to_string()),
             val(rfc3339(c.connected_at)),
             bool_val(c.tls),
+            val(c.activity.get().as_str()),
         ]);
     }
     t.finish()
@@ -98,17 +108,18 @@ fn servers(shared: &Shared) -> BytesMut {
         ("port", Type::Int8),
         ("idle", Type::Int8),
         ("used", Type::Int8),
+        ("waiting", Type::Int8),
     ]);
     let live = shared.live();
     let mut rows = Vec::new();
-    for (database, user, idle, used) in shared.pool_counts() {
+    for (database, user, s) in shared.pool_stats() {
         let Some(db) = live.config.database(&database) else {
             continue;
         };
         let at = (db.host.clone(), db.port);
-        rows.push((database, user, None, at, idle, used));
+        rows.push((database, user, None, at, s.idle, s.used, s.waiting));
     }
-    for (database, user, index, idle, used) in shared.replica_pool_counts() {
+    for (database, user, index, s) in shared.replica_pool_stats() {
         let Some(r) = live
             .config
             .database(&database)
@@ -117,10 +128,10 @@ fn servers(shared: &Shared) -> BytesMut {
             continue;
         };
         let at = (r.host.clone(), r.port);
-        rows.push((database, user, Some(index), at, idle, used));
+        rows.push((database, user, Some(index), at, s.idle, s.used, s.waiting));
     }
     rows.sort();
-    for (database, user, replica, (host, port), idle, used) in rows {
+    for (database, user, replica, (host, port), idle, used, waiting) in rows {
         let role = match replica {
             None => "primary".to_owned(),
             Some(i) => format!("replica {i}"),
@@ -133,6 +144,7 @@ fn servers(shared: &Shared) -> BytesMut {
             val(port),
             val(idle),
             val(used),
+            val(waiting),
         ]);
     }
     t.finish()

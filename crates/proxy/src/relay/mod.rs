@@ -23,6 +23,7 @@ use wire::build;
 use wire::inspect::{self, Target, TxStatus};
 use wire::{Frame, SqlState};
 
+use crate::admin::clients::{Activity, ActivityCell};
 use crate::cancel::{CancelKey, CancelTarget};
 use crate::classify::Template;
 use crate::coalesce::{AckResult, Coalescer, Group, Verdict};
@@ -74,6 +75,8 @@ pub struct Identity {
     pub replica_pools: Vec<Pool>,
     /// True once the proxy shuts down: the session ends when it is idle.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// What the client is doing, for `SHOW CLIENTS`.
+    pub activity: Arc<ActivityCell>,
 }
 
 /// A portal bound by an intercepted upsert: the row it writes when (and
@@ -87,6 +90,9 @@ struct Intercepted {
 /// A logged-in client's relay state.
 pub struct Relay {
     pool: Pool,
+    /// The pool's mode when the client logged in, kept for the session
+    /// (a reload changes it for later logins only).
+    mode: PoolMode,
     link: Link,
     statements: ClientStatements,
     cancel: CancelKey,
@@ -140,6 +146,11 @@ enum Event {
 }
 
 impl Relay {
+    /// What the client is doing, for the client registry.
+    pub fn activity(&self) -> Arc<ActivityCell> {
+        self.who.activity.clone()
+    }
+
     /// Starts relaying with the connection used for login, which is kept in
     /// session mode and returned at once in transaction mode.
     pub fn new(
@@ -150,7 +161,9 @@ impl Relay {
         who: Identity,
     ) -> Relay {
         let stop = stop_signal(who.stopping.clone());
+        who.activity.set(Activity::Active);
         let mut relay = Relay {
+            mode: pool.mode(),
             pool,
             link: Link::Attached(lease),
             statements: ClientStatements::default(),
@@ -186,7 +199,7 @@ impl Relay {
             let _ = io.send(&self.x.to_client).await;
         }
         let broken = self.x.pending.iter().any(|p| !p.is_local());
-        let session_mode = self.pool.mode() == PoolMode::Session;
+        let session_mode = self.mode == PoolMode::Session;
         if let Some(lease) = self.link.lease() {
             lease.in_flight |= broken || result.is_err();
             lease.dirty |= session_mode;
@@ -799,9 +812,7 @@ impl Relay {
         let Some(router) = &self.who.router else {
             return Route::Primary;
         };
-        if self.pool.mode() != PoolMode::Transaction
-            || matches!(self.verdict(sql), Verdict::Upsert(_))
-        {
+        if self.mode != PoolMode::Transaction || matches!(self.verdict(sql), Verdict::Upsert(_)) {
             return Route::Primary;
         }
         // Reads of coalesced tables may go to a replica too: the barrier
@@ -854,6 +865,22 @@ impl Relay {
     /// needing it, allows one; else the primary) and brings its parameters
     /// in line with the client's.
     async fn attach(&mut self, route: Option<Route>, may_write: bool) -> Result<(), ClientError> {
+        self.who.activity.set(Activity::Waiting);
+        let attached = self.attach_server(route, may_write).await;
+        let now = if attached.is_ok() {
+            Activity::Active
+        } else {
+            Activity::Idle
+        };
+        self.who.activity.set(now);
+        attached
+    }
+
+    async fn attach_server(
+        &mut self,
+        route: Option<Route>,
+        may_write: bool,
+    ) -> Result<(), ClientError> {
         let mut lease = match self.replica_lease(route).await {
             Some((lease, choice)) => {
                 self.replica = Some(choice);
@@ -902,7 +929,7 @@ impl Relay {
     /// In transaction mode, returns the connection once the server is idle
     /// and owes nothing.
     fn release_if_done(&mut self) {
-        if self.pool.mode() != PoolMode::Transaction
+        if self.mode != PoolMode::Transaction
             || self.x.server_skipping
             || self.x.pending.iter().any(|p| !p.is_local())
         {
@@ -916,6 +943,7 @@ impl Relay {
     }
 
     fn detach(&mut self) {
+        self.who.activity.set(Activity::Idle);
         self.cancel.set_target(None);
         if std::mem::take(&mut self.writing) {
             self.last_write = Some(Instant::now());
@@ -962,6 +990,7 @@ impl Relay {
             lease.discard();
         }
         self.cancel.set_target(None);
+        self.who.activity.set(Activity::Idle);
         self.replica = None;
         // A recovery conflict says nothing about the replica's health, but
         // the read should not meet it again: this once, the primary.

@@ -1,8 +1,10 @@
 //! What names mean to the router: the grammar's own constructs that look
-//! like function calls, functions and views whose answer depends on the
-//! server asked, and names normalized as Postgres resolves them.
+//! like function calls, and functions and views whose answer depends on the
+//! server asked.
 
-use sqlparser::ast::{FunctionArguments, Ident, ObjectName, ObjectNamePart};
+use sqlparser::ast::Ident;
+
+use crate::sql_facts::{Args, Call};
 
 /// Words PostgreSQL's grammar turns into expressions of their own rather
 /// than calls of a pg_proc function, when written unquoted and unqualified:
@@ -91,23 +93,18 @@ pub(super) fn server_local_function(name: &str) -> bool {
     SERVER_LOCAL_FUNCTIONS.contains(&name) || name.starts_with("pg_stat_")
 }
 
-/// Whether a call written `name(args)` is one of the grammar's own
-/// constructs ([`CONSTRUCTS`], [`SQL_VALUE_FUNCTIONS`], `ARRAY(subquery)`)
-/// rather than a call of a pg_proc function.
-pub(super) fn is_construct(name: &ObjectName, args: &FunctionArguments) -> bool {
-    let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
+/// Whether `call` is one of the grammar's own constructs ([`CONSTRUCTS`],
+/// [`SQL_VALUE_FUNCTIONS`], `ARRAY(subquery)`) rather than a call of a
+/// pg_proc function.
+pub(super) fn is_construct(call: &Call) -> bool {
+    let ([word], true) = (call.name.as_slice(), call.bare) else {
         return false;
     };
-    if ident.quote_style.is_some() {
-        return false;
-    }
-    let word = ident.value.to_ascii_lowercase();
-    match args {
-        FunctionArguments::Subquery(_) => word == "array",
-        FunctionArguments::List(_) => {
-            CONSTRUCTS.contains(&word.as_str()) || SQL_VALUE_FUNCTIONS.contains(&word.as_str())
-        }
-        FunctionArguments::None => SQL_VALUE_FUNCTIONS.contains(&word.as_str()),
+    let word = word.as_str();
+    match call.args {
+        Args::Subquery => word == "array",
+        Args::List => CONSTRUCTS.contains(&word) || SQL_VALUE_FUNCTIONS.contains(&word),
+        Args::None => SQL_VALUE_FUNCTIONS.contains(&word),
     }
 }
 
@@ -126,28 +123,12 @@ pub(super) fn relation_ok(schema: Option<&str>, name: &str) -> bool {
     !server_local
 }
 
-/// A relation or function name as (schema, name), normalized; a three-part
+/// A normalized relation or function name as (schema, name); a three-part
 /// name's database is ignored. None for other shapes.
-pub(super) fn split_name(name: &ObjectName) -> Option<(Option<String>, String)> {
-    let parts = name
-        .0
-        .iter()
-        .map(|part| match part {
-            ObjectNamePart::Identifier(ident) => Some(normalize(ident)),
-            ObjectNamePart::Function(_) => None,
-        })
-        .collect::<Option<Vec<String>>>()?;
-    match parts.as_slice() {
-        [name] => Some((None, name.clone())),
-        [.., schema, name] if parts.len() <= 3 => Some((Some(schema.clone()), name.clone())),
+pub(super) fn split_name(parts: &[String]) -> Option<(Option<&str>, &str)> {
+    match parts {
+        [name] => Some((None, name)),
+        [.., schema, name] if parts.len() <= 3 => Some((Some(schema), name)),
         _ => None,
-    }
-}
-
-/// An identifier as Postgres resolves it: unquoted ones are ASCII-lower-cased.
-pub(super) fn normalize(ident: &Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_ascii_lowercase(),
     }
 }
