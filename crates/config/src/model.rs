@@ -483,6 +483,17 @@ pub enum ClientCertMode {
     VerifyFull,
 }
 
+impl ClientCertMode {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientCertMode::None => "none",
+            ClientCertMode::VerifyCa => "verify-ca",
+            ClientCertMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
 /// Whether a client must negotiate TLS before it logs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]

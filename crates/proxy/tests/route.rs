@@ -316,7 +316,7 @@ fn the_hint_forces_the_primary() {
 }
 
 #[test]
-fn long_operator_chains_are_walked_without_recursion() {
+fn long_operator_chains_route_without_overflowing_the_stack() {
     let volatility = pg_proc();
     let chain = format!("SELECT 1{}", " + a".repeat(900));
     assert_eq!(route(&chain, &volatility), ReplicaOk);

@@ -265,7 +265,7 @@ fn config(shared: &Shared) -> BytesMut {
     let c = &live.config;
     let p = &c.pool;
     let metrics = c.metrics_listen.map_or("off".to_owned(), |a| a.to_string());
-    let settings: [(&str, String); 16] = [
+    let settings: [(&str, String); 19] = [
         ("listen", c.listen.to_string()),
         ("metrics_listen", metrics),
         ("max_client_conn", c.max_client_conn.to_string()),
@@ -273,7 +273,16 @@ fn config(shared: &Shared) -> BytesMut {
         ("workers", c.worker_threads().to_string()),
         ("log_format", c.log_format.as_str().to_owned()),
         ("tls", if c.tls.is_some() { "on" } else { "off" }.to_owned()),
+        (
+            "tls.client_cert",
+            c.tls
+                .as_ref()
+                .map_or("none", |t| t.client_cert.as_str())
+                .to_owned(),
+        ),
         ("admin_users", c.admin_users.join(",")),
+        ("auth_user", c.auth_user.clone().unwrap_or_default()),
+        ("auth_query", c.auth_query.clone()),
         ("pool.mode", p.mode.as_str().to_owned()),
         ("pool.size", p.size.to_string()),
         ("pool.min_idle", p.min_idle.to_string()),
