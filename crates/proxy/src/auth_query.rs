@@ -102,12 +102,12 @@ fn unknown_role(user: &str) -> ClientError {
     )
 }
 
-/// The lookup could not be done; `why` is logged, never sent.
+/// The lookup could not be done; `why` is logged, never sent (the client
+/// has not authenticated yet).
 fn lookup_failed(user: &str, code: SqlState, why: impl std::fmt::Display) -> ClientError {
     tracing::warn!(user, error = %why, "auth_query lookup failed");
     ClientError::fatal(
         code,
         format!("could not look up user \"{user}\" on the database server"),
     )
-    .with_detail(why)
 }

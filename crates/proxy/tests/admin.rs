@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Env, Setup, DB, PASSWORD, USER};
+use common::{code, eventually, rows_where, show, Env, Setup, DB, PASSWORD, USER};
 use config::{AuthMethod, Config, User};
 use proxy::Proxy;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::SimpleQueryMessage;
 
 /// The admin user the tests log in as (not a Postgres role: the console
 /// never goes upstream).
@@ -89,56 +87,6 @@ fn console_url(env: &Env, user: &str, password: &str) -> String {
 
 async fn console(env: &Env) -> tokio_postgres::Client {
     common::connect(&console_url(env, ADMIN, ADMIN_PASSWORD)).await
-}
-
-/// A console command's rows, each as column -> value (NULLs left out).
-async fn show(console: &tokio_postgres::Client, command: &str) -> Vec<HashMap<String, String>> {
-    let messages = console
-        .simple_query(command)
-        .await
-        .unwrap_or_else(|e| panic!("{command}: {e}"));
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, c)| Some((c.name().to_owned(), r.get(i)?.to_owned())))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The rows of `command` whose `column` is `value`.
-async fn rows_where(
-    console: &tokio_postgres::Client,
-    command: &str,
-    column: &str,
-    value: &str,
-) -> Vec<HashMap<String, String>> {
-    let mut rows = show(console, command).await;
-    rows.retain(|r| r.get(column).map(String::as_str) == Some(value));
-    rows
-}
-
-/// Polls `check` until it holds, for up to 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn code(e: &tokio_postgres::Error) -> Option<SqlState> {
-    e.as_db_error().map(|d| d.code().clone())
 }
 
 /// psql's unaligned, tuples-only output of one console command.

@@ -8,9 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Env, Setup, DB, PASSWORD, USER};
+use common::{code, eventually, show, Env, Setup, DB, PASSWORD, USER};
 use pgtest::{Cluster, ClusterOptions, HbaAuth};
 use proxy::state::ConfigSource;
 use proxy::Proxy;
@@ -121,31 +121,6 @@ fn defaults() -> Settings {
     }
 }
 
-fn code(e: &tokio_postgres::Error) -> Option<SqlState> {
-    e.as_db_error().map(|d| d.code().clone())
-}
-
-/// A console command's rows, each as column -> value (NULLs left out).
-async fn show(console: &tokio_postgres::Client, command: &str) -> Vec<HashMap<String, String>> {
-    let messages = console
-        .simple_query(command)
-        .await
-        .unwrap_or_else(|e| panic!("{command}: {e}"));
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                r.columns()
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, c)| Some((c.name().to_owned(), r.get(i)?.to_owned())))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The `app` pool's row of `SHOW POOLS`.
 async fn app_pool(console: &tokio_postgres::Client) -> HashMap<String, String> {
     let rows = show(console, "SHOW POOLS").await;
@@ -168,17 +143,18 @@ async fn one_text(client: &tokio_postgres::Client, sql: &str) -> String {
         .expect("one row")
 }
 
-/// Polls `check` until it holds, for up to 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(10), "never: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits until `pg` has no connection of role `app` (the proxy's).
+async fn no_connections_of_app(pg: &Cluster, what: &str) {
+    eventually(what, || async {
+        let n = tokio::task::block_in_place(|| {
+            pg.psql(
+                DB,
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'",
+            )
+        });
+        n.map(|n| n.trim() == "0").unwrap_or(false)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,17 +308,7 @@ async fn a_database_moved_to_another_server_takes_its_clients_along() {
     // server: no connection to the old one is reused.
     assert_eq!(one_text(&app, "SHOW port").await, second_port);
     assert_eq!(one_text(&idle, "SHOW port").await, second_port);
-    let pg = &live.env.pg;
-    eventually("the old server's connections are closed", || async {
-        let n = tokio::task::block_in_place(|| {
-            pg.psql(
-                DB,
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'",
-            )
-        });
-        n.map(|n| n.trim() == "0").unwrap_or(false)
-    })
-    .await;
+    no_connections_of_app(&live.env.pg, "the old server's connections are closed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,17 +340,7 @@ async fn pause_waits_for_busy_servers_and_resume_releases_held_queries() {
     let console = live.console().await;
     assert_eq!(app_pool(&console).await["paused"], "t");
     assert_eq!(app_pool(&console).await["used"], "0");
-    let pg = &live.env.pg;
-    eventually("the server connections are closed", || async {
-        let n = tokio::task::block_in_place(|| {
-            pg.psql(
-                DB,
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'",
-            )
-        });
-        n.map(|n| n.trim() == "0").unwrap_or(false)
-    })
-    .await;
+    no_connections_of_app(&live.env.pg, "the server connections are closed").await;
 
     // A query and a new login both wait while the database is paused...
     let held = tokio::spawn(async move { one_text(&busy, "SELECT 42").await });

@@ -214,3 +214,56 @@ pub fn table_rule(extra: &[&str]) -> String {
 fn rule_lines(extra: &[&str]) -> String {
     extra.iter().map(|l| format!("    {l}\n")).collect()
 }
+
+/// A console command's rows, each as column -> value (NULLs left out).
+pub async fn show(
+    console: &tokio_postgres::Client,
+    command: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let messages = console
+        .simple_query(command)
+        .await
+        .unwrap_or_else(|e| panic!("{command}: {e}"));
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                r.columns()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| Some((c.name().to_owned(), r.get(i)?.to_owned())))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The rows of `command` whose `column` is `value`.
+pub async fn rows_where(
+    console: &tokio_postgres::Client,
+    command: &str,
+    column: &str,
+    value: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let mut rows = show(console, command).await;
+    rows.retain(|r| r.get(column).map(String::as_str) == Some(value));
+    rows
+}
+
+/// Polls `check` until it holds, for up to 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn code(e: &tokio_postgres::Error) -> Option<tokio_postgres::error::SqlState> {
+    e.as_db_error().map(|d| d.code().clone())
+}
