@@ -50,6 +50,11 @@ pub fn effects(sql: impl AsRef<[u8]>) -> Effects {
     if !mentions_any_trigger(sql) {
         return Effects::default();
     }
+    full_scan(sql)
+}
+
+/// [`effects`] without the pre-check.
+fn full_scan(sql: &[u8]) -> Effects {
     let tokens = tokenize(sql);
     let mut out = Effects::default();
     for stmt in tokens.split(|t| *t == Token::Punct(b';')) {
@@ -78,21 +83,31 @@ const TRIGGERS: &[&[u8]] = &[
 /// It runs on every simple Query: one table lookup per byte, and a word is
 /// compared with the prefixes only when its first letter starts one.
 fn mentions_any_trigger(s: &[u8]) -> bool {
-    let mut prev_is_word = false;
-    for (i, &c) in s.iter().enumerate() {
-        let class = BYTE_CLASS[c as usize];
-        if class == TRIGGER_INITIAL && !prev_is_word {
-            let rest = &s[i..];
-            if TRIGGERS
-                .iter()
-                .any(|t| rest.len() >= t.len() && rest[..t.len()].eq_ignore_ascii_case(t))
-            {
-                return true;
-            }
+    let mut i = 0;
+    while i < s.len() {
+        let class = BYTE_CLASS[s[i] as usize];
+        if class == NOT_WORD {
+            i += 1;
+            continue;
         }
-        prev_is_word = class != NOT_WORD;
+        // A word starts here.
+        if class == TRIGGER_INITIAL && starts_with_trigger(&s[i..]) {
+            return true;
+        }
+        i += 1;
+        while i < s.len() && BYTE_CLASS[s[i] as usize] != NOT_WORD {
+            i += 1;
+        }
     }
     false
+}
+
+/// Whether `word` (at least one byte) starts with a trigger prefix.
+fn starts_with_trigger(word: &[u8]) -> bool {
+    let first = word[0].to_ascii_lowercase();
+    TRIGGERS
+        .iter()
+        .any(|t| t[0] == first && word.len() >= t.len() && word[..t.len()].eq_ignore_ascii_case(t))
 }
 
 const NOT_WORD: u8 = 0;
@@ -335,4 +350,85 @@ fn dollar_tag(s: &[u8], i: usize) -> Option<usize> {
         j += 1;
     }
     (s.get(j) == Some(&b'$')).then_some(j + 1 - i)
+}
+
+#[cfg(test)]
+mod precheck_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Words and separators statements with effects are made of, mixed
+    /// with ones that merely look like them.
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "SET",
+            "set",
+            "Set",
+            "LISTEN",
+            "load",
+            "Prepare",
+            "DO",
+            "declare",
+            "DISCARD",
+            "deallocate",
+            "pg_advisory_lock",
+            "PG_TRY_ADVISORY_LOCK",
+            "temp",
+            "TEMPORARY",
+            "\"pg_catalog\"",
+            "\"set_config\"",
+            "SELECT",
+            "FROM",
+            "setting",
+            "x",
+            "1",
+            "(",
+            ")",
+            ";",
+            ",",
+            " ",
+            "\t",
+            "\n",
+            ".",
+            "'",
+            "\"",
+            "$$",
+            "--",
+            "/*",
+            "*/",
+            "é",
+            "_set",
+            "reset",
+            "offset",
+            "ALL",
+            "ROLE",
+            "session",
+            "local",
+            "time",
+            "zone",
+        ])
+    }
+
+    proptest! {
+        /// The pre-check never hides an effect the full scan finds.
+        #[test]
+        fn the_precheck_never_hides_an_effect(pieces in prop::collection::vec(piece(), 0..24)) {
+            let sql = pieces.concat();
+            if !mentions_any_trigger(sql.as_bytes()) {
+                prop_assert_eq!(full_scan(sql.as_bytes()), Effects::default(), "{}", sql);
+            }
+        }
+    }
+
+    #[test]
+    fn words_are_matched_at_their_start_only() {
+        assert!(mentions_any_trigger(b"SET x = 1"));
+        assert!(mentions_any_trigger(b"select pg_sleep(1)"));
+        assert!(mentions_any_trigger(b"x;LISTEN y"));
+        assert!(!mentions_any_trigger(b"SELECT offset_x FROM reset_t"));
+        assert!(!mentions_any_trigger(
+            b"SELECT abalance FROM pgbench_accounts WHERE aid = 1;"
+        ));
+        assert!(!mentions_any_trigger(b""));
+    }
 }

@@ -20,8 +20,12 @@ impl<'a> Reader<'a> {
 
     /// A NUL-terminated string, without its terminator.
     pub fn cstr(&mut self) -> Option<&'a [u8]> {
-        let end = self.buf.iter().position(|&b| b == 0)?;
-        let s = &self.buf[..end];
+        // The standard library's NUL search reads a word at a time: a
+        // Query's whole text is scanned for every statement relayed.
+        let s = std::ffi::CStr::from_bytes_until_nul(self.buf)
+            .ok()?
+            .to_bytes();
+        let end = s.len();
         self.buf = &self.buf[end + 1..];
         Some(s)
     }
