@@ -225,6 +225,12 @@ pub enum AuthMethod {
     #[default]
     #[serde(rename = "scram-sha-256")]
     ScramSha256,
+    /// A TLS client certificate that chains to `tls.ca_file` and whose
+    /// common name is the user name, as Postgres's `cert`; no password is
+    /// asked. Needs `tls.ca_file`. A `password` is then only what the proxy
+    /// logs in to Postgres with (the default `server_password`).
+    #[serde(rename = "cert")]
+    Cert,
 }
 
 /// Log output format.
@@ -249,7 +255,7 @@ pub struct User {
     #[serde(default)]
     pub auth: AuthMethod,
     /// Plaintext password, usable for md5 and scram client auth, and the
-    /// default `server_password`.
+    /// default `server_password` (with `cert` auth, only that).
     #[serde(default)]
     pub password: Option<String>,
     /// A Postgres SCRAM secret
@@ -308,7 +314,8 @@ pub struct Database {
     pub pool_size: Option<usize>,
     /// Streaming replicas of this database's primary that reads may be
     /// split to (see [`ReadSplit`]). Default none: everything runs on the
-    /// primary. They use the database's `tls` and `tls_ca_file`.
+    /// primary. They use the database's `tls`, `tls_ca_file`,
+    /// `tls_cert_file` and `tls_key_file`.
     #[serde(default)]
     pub replicas: Vec<Replica>,
     /// TLS on the proxy's own connections to this database's servers (the
@@ -319,10 +326,23 @@ pub struct Database {
     /// PEM file with the certificates the servers' certificates are
     /// verified against; required by `verify-ca` and `verify-full`. As in
     /// libpq with a root certificate file, `prefer` and `require` then
-    /// verify the chain too (like `verify-ca`). Read when the first
-    /// connection to the database is made. Default none.
+    /// verify the chain too (like `verify-ca`). Read when the config is
+    /// loaded (at start and on reload): a file that cannot be used makes
+    /// every TLS connection to the database's servers fail (08001, with
+    /// the file named in the log). Default none.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
+    /// PEM file with the client certificate (then any intermediates) the
+    /// proxy presents when a server asks for one (libpq's `sslcert`: a
+    /// `cert` line or `clientcert=` in `pg_hba.conf`). Set with
+    /// `tls_key_file` or not at all; not allowed with `tls: disable`. Read
+    /// and, when unusable, reported like `tls_ca_file`. Default none.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert_file` (PKCS#8, PKCS#1 or
+    /// SEC1; libpq's `sslkey`). Default none.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
     /// Overrides the top-level `auth_user` for this database.
     #[serde(default)]
     pub auth_user: Option<String>,
@@ -345,6 +365,8 @@ impl Database {
             replicas: Vec::new(),
             tls: ServerTlsMode::default(),
             tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             auth_user: None,
         }
     }
@@ -794,6 +816,7 @@ keyword_enum!(
     Trust => "trust",
     Md5 => "md5",
     ScramSha256 => "scram-sha-256",
+    Cert => "cert",
 );
 keyword_enum!(LogFormat, "log format", Text => "text", Json => "json");
 keyword_enum!(TlsClientMode, "TLS client mode", Allow => "allow", Require => "require");

@@ -5,9 +5,10 @@
 //! are percent-decoded; the port defaults to 5432; user, host and dbname are
 //! required. The query parameters taken are libpq's `host=/socket/dir` (a
 //! Unix-socket upstream), `sslmode` (`disable`, `prefer`, `require`,
-//! `verify-ca`, `verify-full`: the database's `tls`) and `sslrootcert=FILE`
-//! (its `tls_ca_file`); other parameters and fragments are rejected rather
-//! than silently ignored. Errors never quote the URL, which may hold a
+//! `verify-ca`, `verify-full`: the database's `tls`), `sslrootcert=FILE`
+//! (its `tls_ca_file`), and `sslcert=FILE` and `sslkey=FILE` (its
+//! `tls_cert_file` and `tls_key_file`); other parameters and fragments are
+//! rejected rather than silently ignored. Errors never quote the URL, which may hold a
 //! password.
 //!
 //! Replica URLs ([`Config::apply_replica_urls`]) take the same form with
@@ -32,6 +33,10 @@ struct UrlParts {
     tls: Option<ServerTlsMode>,
     /// `sslrootcert`, when given.
     tls_ca_file: Option<PathBuf>,
+    /// `sslcert`, when given.
+    tls_cert_file: Option<PathBuf>,
+    /// `sslkey`, when given.
+    tls_key_file: Option<PathBuf>,
 }
 
 impl UrlParts {
@@ -46,10 +51,13 @@ impl UrlParts {
             ));
         }
         // The query parameters taken, as in libpq: `?host=/socket/dir` for
-        // a Unix-socket upstream, `sslmode` and `sslrootcert`.
+        // a Unix-socket upstream, `sslmode`, and the files `sslrootcert`,
+        // `sslcert` and `sslkey`.
         let mut socket_dir = None;
         let mut tls = None;
         let mut tls_ca_file = None;
+        let mut tls_cert_file = None;
+        let mut tls_key_file = None;
         for (k, v) in url.query_pairs() {
             match &*k {
                 "host" if v.starts_with('/') => socket_dir = Some(v.into_owned()),
@@ -59,14 +67,16 @@ impl UrlParts {
                             .map_err(|e| format!("sslmode: {e}"))?,
                     )
                 }
-                "sslrootcert" if v.is_empty() => {
-                    return Err("sslrootcert must not be empty".to_string())
+                "sslrootcert" | "sslcert" | "sslkey" if v.is_empty() => {
+                    return Err(format!("{k} must not be empty"))
                 }
                 "sslrootcert" => tls_ca_file = Some(PathBuf::from(&*v)),
+                "sslcert" => tls_cert_file = Some(PathBuf::from(&*v)),
+                "sslkey" => tls_key_file = Some(PathBuf::from(&*v)),
                 _ => {
                     return Err(format!(
                         "query parameter {k:?} is not supported (only host=/socket/dir, \
-                         sslmode and sslrootcert); {form}"
+                         sslmode, sslrootcert, sslcert and sslkey); {form}"
                     ))
                 }
             }
@@ -109,6 +119,8 @@ impl UrlParts {
             dbname,
             tls,
             tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
         })
     }
 }
@@ -122,6 +134,8 @@ struct UpstreamUrl {
     dbname: String,
     tls: Option<ServerTlsMode>,
     tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
 }
 
 impl UpstreamUrl {
@@ -144,6 +158,8 @@ impl UpstreamUrl {
             dbname: parts.dbname,
             tls: parts.tls,
             tls_ca_file: parts.tls_ca_file,
+            tls_cert_file: parts.tls_cert_file,
+            tls_key_file: parts.tls_key_file,
         })
     }
 
@@ -164,20 +180,27 @@ impl UpstreamUrl {
     }
 
     /// The URL's database, named after its dbname, with the URL's
-    /// `sslmode` (default `prefer`) and `sslrootcert`.
+    /// `sslmode` (default `prefer`), `sslrootcert`, `sslcert` and `sslkey`.
     fn database(&self) -> Database {
         let mut db = Database::new(self.dbname.clone(), self.host.clone(), self.port);
         self.apply_tls(&mut db);
         db
     }
 
-    /// Sets `db`'s `tls` and `tls_ca_file` to those the URL gives.
+    /// Sets `db`'s `tls`, `tls_ca_file`, `tls_cert_file` and `tls_key_file`
+    /// to those the URL gives.
     fn apply_tls(&self, db: &mut Database) {
         if let Some(mode) = self.tls {
             db.tls = mode;
         }
-        if let Some(path) = &self.tls_ca_file {
-            db.tls_ca_file = Some(path.clone());
+        for (from, to) in [
+            (&self.tls_ca_file, &mut db.tls_ca_file),
+            (&self.tls_cert_file, &mut db.tls_cert_file),
+            (&self.tls_key_file, &mut db.tls_key_file),
+        ] {
+            if from.is_some() {
+                to.clone_from(from);
+            }
         }
     }
 }
@@ -188,8 +211,9 @@ impl Config {
     /// at its default.
     ///
     /// The database is named `dbname` and points at `host:port`, with the
-    /// URL's `sslmode` as its `tls` (default `prefer`) and `sslrootcert` as
-    /// its `tls_ca_file`. The user
+    /// URL's `sslmode` as its `tls` (default `prefer`), `sslrootcert` as
+    /// its `tls_ca_file`, and `sslcert` / `sslkey` as its `tls_cert_file` /
+    /// `tls_key_file`. The user
     /// logs in to the proxy with the URL's password (auth scram-sha-256) or,
     /// without a password, with trust; its `server_password` is the URL's
     /// password.
@@ -209,9 +233,10 @@ impl Config {
     ///
     /// 1. Every database whose [`upstream_dbname`](Database::upstream_dbname)
     ///    equals the URL's dbname gets the URL's host and port, and its
-    ///    `sslmode` / `sslrootcert` as `tls` / `tls_ca_file` when the URL
-    ///    has them; its name, `dbname`, pool overrides and the TLS settings
-    ///    the URL does not give are kept.
+    ///    `sslmode` / `sslrootcert` / `sslcert` / `sslkey` as `tls` /
+    ///    `tls_ca_file` / `tls_cert_file` / `tls_key_file` when the URL has
+    ///    them; its name, `dbname`, pool overrides and the TLS settings the
+    ///    URL does not give are kept.
     /// 2. If none matched, a database named after the URL's dbname is added
     ///    (as in [`Config::from_upstream_url`]); if that name is already taken
     ///    by a database pointing at another upstream dbname, this is an error.
@@ -261,9 +286,9 @@ impl Config {
     /// 1. Each URL has the form `postgres://[user[:password]@]host[:port][/dbname]`
     ///    and is parsed like the upstream URL (`postgres` or `postgresql`
     ///    scheme, port default 5432, `?host=/socket/dir` for a Unix socket,
-    ///    no other query parameters, no fragment). `sslmode` and
-    ///    `sslrootcert` are refused: a replica uses its database's `tls` and
-    ///    `tls_ca_file`.
+    ///    no other query parameters, no fragment). `sslmode`,
+    ///    `sslrootcert`, `sslcert` and `sslkey` are refused: a replica uses
+    ///    its database's TLS settings.
     /// 2. User and password are ignored: the proxy logs in to a replica with
     ///    the same user, password and upstream database name as to the
     ///    primary (a physical replica has the primary's roles and databases).
@@ -286,10 +311,15 @@ impl Config {
         for (index, text) in urls.iter().enumerate() {
             let fail = |reason: String| ConfigError::ReplicaUrl { index, reason };
             let parts = UrlParts::parse(text, FORM).map_err(fail)?;
-            if parts.tls.is_some() || parts.tls_ca_file.is_some() {
+            let tls_given = parts.tls.is_some()
+                || parts.tls_ca_file.is_some()
+                || parts.tls_cert_file.is_some()
+                || parts.tls_key_file.is_some();
+            if tls_given {
                 return Err(fail(
-                    "sslmode and sslrootcert are not supported in a replica URL: a replica \
-                     uses the tls and tls_ca_file of the database it belongs to"
+                    "sslmode, sslrootcert, sslcert and sslkey are not supported in a replica \
+                     URL: a replica uses the TLS settings (tls, tls_ca_file, tls_cert_file, \
+                     tls_key_file) of the database it belongs to"
                         .to_string(),
                 ));
             }

@@ -22,7 +22,8 @@ impl Config {
     /// duration non-zero; at least one user and one database, names
     /// non-empty and unique; md5 users need `password`, scram-sha-256 users
     /// need `password` or a well-formed `scram_verifier`, and
-    /// `scram_verifier` is only allowed with scram-sha-256; `admin_users`,
+    /// `scram_verifier` is only allowed with scram-sha-256; cert users need
+    /// `tls.ca_file` (a `password` is optional: the upstream one); `admin_users`,
     /// `auth_user` and each database's `auth_user` name configured users;
     /// `auth_query` is non-empty and uses `$1` and no other parameter;
     /// databases need a host, a non-zero port, and a
@@ -49,7 +50,8 @@ impl Config {
     /// they exist and hold a usable certificate and key is checked when the
     /// proxy starts, which reads them. A database's `tls: verify-ca` or
     /// `verify-full` needs a `tls_ca_file`, which must not be empty and is
-    /// not allowed with `tls: disable`.
+    /// not allowed with `tls: disable`; so are `tls_cert_file` and
+    /// `tls_key_file`, which come together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_client_conn == 0 {
             return Err(ConfigError::invalid(
@@ -100,6 +102,15 @@ impl Config {
                 ));
             }
             validate_user(&at, user)?;
+            if user.auth == AuthMethod::Cert
+                && self.tls.as_ref().is_none_or(|tls| tls.ca_file.is_none())
+            {
+                return Err(ConfigError::invalid(
+                    format!("{at}.auth"),
+                    "cert needs tls.ca_file (the certificates client certificates must \
+                     chain to)",
+                ));
+            }
         }
         for (i, admin) in self.admin_users.iter().enumerate() {
             if self.user(admin).is_none() {
@@ -312,13 +323,14 @@ fn validate_user(at: &str, user: &User) -> Result<(), ConfigError> {
         }
     }
     match user.auth {
-        AuthMethod::Trust | AuthMethod::Md5 if user.scram_verifier.is_some() => {
+        AuthMethod::Trust | AuthMethod::Md5 | AuthMethod::Cert if user.scram_verifier.is_some() => {
             Err(ConfigError::invalid(
                 format!("{at}.scram_verifier"),
                 format!("only usable with scram-sha-256 auth, not {}", user.auth),
             ))
         }
-        AuthMethod::Trust => Ok(()),
+        // A cert user's password, if any, is only the upstream one.
+        AuthMethod::Trust | AuthMethod::Cert => Ok(()),
         AuthMethod::Md5 if user.password.is_none() => Err(ConfigError::invalid(
             format!("{at}.password"),
             "required for md5 auth",
@@ -364,8 +376,10 @@ fn validate_database(at: &str, db: &Database, pool: &PoolSettings) -> Result<(),
     validate_replicas(at, db)
 }
 
-/// A database's `tls` and `tls_ca_file`; `at` is `databases[i]`.
+/// A database's `tls`, `tls_ca_file`, `tls_cert_file` and `tls_key_file`;
+/// `at` is `databases[i]`.
 fn validate_server_tls(at: &str, db: &Database) -> Result<(), ConfigError> {
+    validate_server_identity(at, db)?;
     let field = format!("{at}.tls_ca_file");
     match &db.tls_ca_file {
         None if db.tls.verifies() => Err(ConfigError::invalid(
@@ -384,6 +398,39 @@ fn validate_server_tls(at: &str, db: &Database) -> Result<(), ConfigError> {
         }
         _ => Ok(()),
     }
+}
+
+/// The client certificate a database's servers may ask for: both files or
+/// neither, non-empty, and not with `tls: disable`.
+fn validate_server_identity(at: &str, db: &Database) -> Result<(), ConfigError> {
+    let pair = [
+        (
+            "tls_cert_file",
+            "tls_key_file",
+            "sslcert=",
+            &db.tls_cert_file,
+        ),
+        ("tls_key_file", "tls_cert_file", "sslkey=", &db.tls_key_file),
+    ];
+    for (name, other, url_key, path) in pair {
+        let field = format!("{at}.{name}");
+        match path {
+            Some(path) if path.as_os_str().is_empty() => {
+                return Err(ConfigError::invalid(field, "must not be empty"))
+            }
+            Some(_) if db.tls == ServerTlsMode::Disable => {
+                return Err(ConfigError::invalid(field, "not used with tls: disable"))
+            }
+            None if db.tls_cert_file.is_some() || db.tls_key_file.is_some() => {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("required with {other} ({url_key} in an upstream URL)"),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A database's `replicas`; `at` is `databases[i]`.

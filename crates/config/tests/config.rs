@@ -108,6 +108,8 @@ databases:
     pool_size: 3
     tls: verify-full
     tls_ca_file: /etc/pgcoalesce/upstream-ca.pem
+    tls_cert_file: /etc/pgcoalesce/proxy.crt
+    tls_key_file: /etc/pgcoalesce/proxy.key
     auth_user: app
   - name: analytics
     host: analytics.internal
@@ -163,6 +165,8 @@ databases:
                 replicas: vec![],
                 tls: ServerTlsMode::VerifyFull,
                 tls_ca_file: Some("/etc/pgcoalesce/upstream-ca.pem".into()),
+                tls_cert_file: Some("/etc/pgcoalesce/proxy.crt".into()),
+                tls_key_file: Some("/etc/pgcoalesce/proxy.key".into()),
                 auth_user: Some("app".into()),
             },
             Database::new("analytics", "analytics.internal", 5432),
@@ -392,8 +396,8 @@ fn upstream_url_takes_sslmode_and_sslrootcert() {
     );
     let err = Config::from_upstream_url("postgres://app@db/shop?sslmode=verify-ca").unwrap_err();
     assert_invalid(&err, "databases[0].tls_ca_file", "sslrootcert=");
-    let err = Config::from_upstream_url("postgres://app@db/shop?sslcert=/c.pem").unwrap_err();
-    assert!(err.to_string().contains("sslcert"), "{err}");
+    let err = Config::from_upstream_url("postgres://app@db/shop?sslcrl=/c.pem").unwrap_err();
+    assert!(err.to_string().contains("sslcrl"), "{err}");
 
     // Amending a file: the URL's TLS settings win, absent ones are kept.
     let mut config = parse(&format!(
@@ -413,6 +417,134 @@ fn upstream_url_takes_sslmode_and_sslrootcert() {
     assert!(
         matches!(&err, ConfigError::ReplicaUrl { index: 0, reason } if reason.contains("sslmode")),
         "{err}"
+    );
+}
+
+#[test]
+fn server_client_certificate_comes_as_a_pair_and_not_with_disable() {
+    let config = parse(&format!(
+        "{MINIMAL}    tls: require\n    tls_cert_file: /c.pem\n    tls_key_file: /k.pem\n"
+    ));
+    let db = &config.databases[0];
+    assert_eq!(db.tls_cert_file.as_deref(), Some(Path::new("/c.pem")));
+    assert_eq!(db.tls_key_file.as_deref(), Some(Path::new("/k.pem")));
+    assert_eq!(parse(MINIMAL).databases[0].tls_cert_file, None);
+
+    let err = parse_err(&format!("{MINIMAL}    tls_cert_file: /c.pem\n"));
+    assert_invalid(
+        &err,
+        "databases[0].tls_key_file",
+        "required with tls_cert_file (sslkey= in an upstream URL)",
+    );
+    let err = parse_err(&format!("{MINIMAL}    tls_key_file: /k.pem\n"));
+    assert_invalid(
+        &err,
+        "databases[0].tls_cert_file",
+        "required with tls_key_file (sslcert= in an upstream URL)",
+    );
+    let err = parse_err(&format!(
+        "{MINIMAL}    tls_cert_file: \"\"\n    tls_key_file: /k.pem\n"
+    ));
+    assert_invalid(&err, "databases[0].tls_cert_file", "must not be empty");
+    let err = parse_err(&format!(
+        "{MINIMAL}    tls_cert_file: /c.pem\n    tls_key_file: \"\"\n"
+    ));
+    assert_invalid(&err, "databases[0].tls_key_file", "must not be empty");
+    let err = parse_err(&format!(
+        "{MINIMAL}    tls: disable\n    tls_cert_file: /c.pem\n    tls_key_file: /k.pem\n"
+    ));
+    assert_invalid(
+        &err,
+        "databases[0].tls_cert_file",
+        "not used with tls: disable",
+    );
+}
+
+#[test]
+fn upstream_url_takes_sslcert_and_sslkey() {
+    let config = Config::from_upstream_url(
+        "postgres://app@db/shop?sslmode=require&sslcert=/c.pem&sslkey=/k.pem",
+    )
+    .unwrap();
+    let db = &config.databases[0];
+    assert_eq!(db.tls_cert_file.as_deref(), Some(Path::new("/c.pem")));
+    assert_eq!(db.tls_key_file.as_deref(), Some(Path::new("/k.pem")));
+
+    let err = Config::from_upstream_url("postgres://app@db/shop?sslcert=/c.pem").unwrap_err();
+    assert_invalid(&err, "databases[0].tls_key_file", "sslkey=");
+    let err = Config::from_upstream_url("postgres://app@db/shop?sslkey=/k.pem").unwrap_err();
+    assert_invalid(&err, "databases[0].tls_cert_file", "sslcert=");
+    let err =
+        Config::from_upstream_url("postgres://app@db/shop?sslcert=&sslkey=/k.pem").unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Url { reason } if reason.contains("sslcert must not be empty")),
+        "{err}"
+    );
+    let err = Config::from_upstream_url(
+        "postgres://app@db/shop?sslmode=disable&sslcert=/c.pem&sslkey=/k.pem",
+    )
+    .unwrap_err();
+    assert_invalid(
+        &err,
+        "databases[0].tls_cert_file",
+        "not used with tls: disable",
+    );
+
+    // Amending a file: the URL's files replace the file's, absent ones are
+    // kept.
+    let mut config = parse(&format!(
+        "{MINIMAL}    tls: require\n    tls_cert_file: /file.crt\n    tls_key_file: /file.key\n"
+    ));
+    config
+        .apply_upstream_url("postgres://app@db2/app?sslcert=/url.crt&sslkey=/url.key")
+        .unwrap();
+    let db = &config.databases[0];
+    assert_eq!(db.tls_cert_file.as_deref(), Some(Path::new("/url.crt")));
+    assert_eq!(db.tls_key_file.as_deref(), Some(Path::new("/url.key")));
+    config
+        .apply_upstream_url("postgres://app@db3/app?sslmode=verify-ca&sslrootcert=/ca.pem")
+        .unwrap();
+    let db = &config.databases[0];
+    assert_eq!(db.tls_cert_file.as_deref(), Some(Path::new("/url.crt")));
+    assert_eq!(db.tls_key_file.as_deref(), Some(Path::new("/url.key")));
+
+    // Replicas use their database's client certificate.
+    let err = config
+        .apply_replica_urls(&["postgres://r1/app?sslcert=/r.crt&sslkey=/r.key".to_string()])
+        .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::ReplicaUrl { index: 0, reason } if reason.contains("sslcert")),
+        "{err}"
+    );
+}
+
+#[test]
+fn cert_users_need_a_ca_file_and_may_keep_an_upstream_password() {
+    let dbs = "databases:\n  - name: d\n    host: h\n";
+    let tls = "tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: ca.pem\n";
+    let config = parse(&format!(
+        "users:\n  - name: a\n    auth: cert\n  - name: b\n    auth: cert\n    \
+         password: upstream\n{dbs}{tls}"
+    ));
+    assert_eq!(config.users[0].auth, AuthMethod::Cert);
+    assert_eq!(config.users[0].upstream_password(), None);
+    assert_eq!(config.users[1].upstream_password(), Some("upstream"));
+    assert_eq!("cert".parse(), Ok(AuthMethod::Cert));
+    assert_eq!(AuthMethod::Cert.to_string(), "cert");
+
+    let err = parse_err(&format!("users:\n  - name: a\n    auth: cert\n{dbs}"));
+    assert_invalid(&err, "users[0].auth", "cert needs tls.ca_file");
+    let err = parse_err(&format!(
+        "users:\n  - name: a\n    auth: cert\n{dbs}tls:\n  cert_file: c.pem\n  key_file: k.pem\n"
+    ));
+    assert_invalid(&err, "users[0].auth", "cert needs tls.ca_file");
+    let err = parse_err(&format!(
+        "users:\n  - name: a\n    auth: cert\n    scram_verifier: \"{VERIFIER}\"\n{dbs}{tls}"
+    ));
+    assert_invalid(
+        &err,
+        "users[0].scram_verifier",
+        "only usable with scram-sha-256 auth, not cert",
     );
 }
 

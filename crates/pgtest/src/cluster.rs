@@ -84,7 +84,7 @@ impl Cluster {
         layout.append_data_file("postgresql.conf", &conf::main_conf_block(opts)?)?;
         layout.write_data_file("pg_hba.conf", &conf::hba_conf_for(opts)?)?;
         if let Some((cert, key)) = &opts.ssl_files {
-            install_ssl_files(&layout, cert, key)?;
+            install_ssl_files(&layout, cert, key, opts.ssl_ca_file.as_deref())?;
         }
 
         let port = start_on_free_port(&layout)?;
@@ -449,11 +449,16 @@ fn sql_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Copies the TLS certificate and key into the data directory, readable by
-/// the server only (it refuses a key others may read).
-fn install_ssl_files(layout: &Layout, cert: &Path, key: &Path) -> Result<()> {
+/// Copies the TLS certificate and key, and the client-certificate CA when
+/// given, into the data directory, readable by the server only (it refuses
+/// a key others may read).
+fn install_ssl_files(layout: &Layout, cert: &Path, key: &Path, ca: Option<&Path>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    for (from, name) in [(cert, conf::SSL_CERT), (key, conf::SSL_KEY)] {
+    let ca = ca.map(|ca| (ca, conf::SSL_CA));
+    for (from, name) in [(cert, conf::SSL_CERT), (key, conf::SSL_KEY)]
+        .into_iter()
+        .chain(ca)
+    {
         let to = layout.data_dir.join(name);
         fs::copy(from, &to).map_err(|e| Error::io("copying", from, e))?;
         fs::set_permissions(&to, fs::Permissions::from_mode(0o600))

@@ -14,6 +14,10 @@ pub(crate) const INSTANCE_CONF: &str = "pgtest_instance.conf";
 /// Names of the TLS certificate and key copied into the data directory.
 pub(crate) const SSL_CERT: &str = "server.crt";
 pub(crate) const SSL_KEY: &str = "server.key";
+/// Name of the client-certificate CA copied into the data directory.
+pub(crate) const SSL_CA: &str = "root.crt";
+/// The TCP addresses `pg_hba.conf` lines are written for.
+const LOOPBACK: [&str; 2] = ["127.0.0.1/32", "::1/128"];
 
 /// Authentication method required for TCP connections (`host` lines for
 /// 127.0.0.1/32 and ::1/128, normal and replication). Connections over the
@@ -29,6 +33,11 @@ pub enum HbaAuth {
     /// `password_encryption = md5` so roles created afterwards get MD5
     /// verifiers and clients really see the MD5 exchange.
     Md5,
+    /// A TLS client certificate whose common name is the role name,
+    /// checked against [`ClusterOptions::ssl_ca_file`]. Postgres takes it on
+    /// `hostssl` lines only, so its lines are written as such: plain TCP
+    /// connections do not match them.
+    Cert,
 }
 
 impl HbaAuth {
@@ -38,6 +47,7 @@ impl HbaAuth {
             HbaAuth::Trust => "trust",
             HbaAuth::ScramSha256 => "scram-sha-256",
             HbaAuth::Md5 => "md5",
+            HbaAuth::Cert => "cert",
         }
     }
 }
@@ -61,6 +71,12 @@ pub struct ClusterOptions {
     /// With `ssl_files`: TCP connections must use TLS (`hostssl` rules,
     /// and `hostnossl ... reject` for plain ones). Default false.
     pub ssl_required: bool,
+    /// With `ssl_files`: PEM file with the CA certificates client
+    /// certificates must chain to, copied into the data directory (owned
+    /// by the server's OS user) and set as `ssl_ca_file`; the server then
+    /// asks TLS clients for a certificate (needed by [`HbaAuth::Cert`]).
+    /// Default none.
+    pub ssl_ca_file: Option<PathBuf>,
     /// TCP authentication of single roles, ahead of `auth` (the first
     /// matching `pg_hba.conf` line wins): e.g. an md5 role in a cluster
     /// that otherwise requires SCRAM. Names are letters, digits and `_`.
@@ -76,6 +92,7 @@ impl Default for ClusterOptions {
             superuser_password: Some("postgres".to_owned()),
             ssl_files: None,
             ssl_required: false,
+            ssl_ca_file: None,
             role_auth: Vec::new(),
         }
     }
@@ -95,6 +112,13 @@ impl ClusterOptions {
     pub fn ssl(mut self, cert: &Path, key: &Path, required: bool) -> Self {
         self.ssl_files = Some((cert.to_path_buf(), key.to_path_buf()));
         self.ssl_required = required;
+        self
+    }
+
+    /// Checks client certificates against the CA certificates in the PEM
+    /// file `ca` (builder style; see [`ClusterOptions::ssl_ca_file`]).
+    pub fn ssl_client_ca(mut self, ca: &Path) -> Self {
+        self.ssl_ca_file = Some(ca.to_path_buf());
         self
     }
 
@@ -165,6 +189,13 @@ pub(crate) fn main_conf_block(opts: &ClusterOptions) -> Result<String> {
             ("ssl_cert_file", SSL_CERT),
             ("ssl_key_file", SSL_KEY),
         ]);
+        if opts.ssl_ca_file.is_some() {
+            defaults.push(("ssl_ca_file", SSL_CA));
+        }
+    } else if opts.ssl_ca_file.is_some() {
+        return Err(Error::InvalidArgument(
+            "ssl_ca_file needs ssl_files (client certificates come over TLS)".into(),
+        ));
     }
     for (name, value) in defaults {
         out.push_str(&format!("{name} = {}\n", conf_value(value)?));
@@ -191,49 +222,54 @@ pub(crate) fn instance_conf(port: u16, socket_dir: &Path) -> Result<String> {
     ))
 }
 
-/// Full `pg_hba.conf`: local socket trusted, TCP (normal and replication)
-/// from loopback with `auth`.
-pub(crate) fn hba_conf(auth: HbaAuth) -> String {
-    let m = auth.hba_method();
-    format!(
-        "# written by pgtest\n\
-         local   all          all                 trust\n\
-         local   replication  all                 trust\n\
-         host    all          all   127.0.0.1/32  {m}\n\
-         host    all          all   ::1/128       {m}\n\
-         host    replication  all   127.0.0.1/32  {m}\n\
-         host    replication  all   ::1/128       {m}\n"
-    )
-}
-
-/// `pg_hba.conf` for `opts`: [`hba_conf`], with the lines of
+/// `pg_hba.conf` for `opts`: local socket trusted, TCP (normal and
+/// replication) from loopback with `opts.auth`, with the lines of
 /// `opts.role_auth` before the TCP ones, and TLS required on TCP when
 /// `opts.ssl_required` (and TLS files are given).
 pub(crate) fn hba_conf_for(opts: &ClusterOptions) -> Result<String> {
-    let mut base = hba_conf(opts.auth);
-    let mut roles = String::new();
-    for (role, auth) in &opts.role_auth {
+    for (role, _) in &opts.role_auth {
         if role.is_empty() || !role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(Error::InvalidArgument(format!(
                 "role_auth: not a plain role name: {role:?}"
             )));
         }
-        let m = auth.hba_method();
-        for addr in ["127.0.0.1/32", "::1/128"] {
-            roles.push_str(&format!("host    all          {role}   {addr}  {m}\n"));
+    }
+    let tls_only = opts.ssl_required && opts.ssl_files.is_some();
+    Ok(hba_text(opts.auth, &opts.role_auth, tls_only))
+}
+
+/// The local lines, then `roles`' TCP lines, then everyone's; with
+/// `tls_only`, every TCP line is `hostssl` and plain TCP is rejected.
+fn hba_text(auth: HbaAuth, roles: &[(String, HbaAuth)], tls_only: bool) -> String {
+    let mut out = String::from(
+        "# written by pgtest\n\
+         local   all          all                 trust\n\
+         local   replication  all                 trust\n",
+    );
+    let role_lines = roles
+        .iter()
+        .map(|(role, auth)| ("all", role.as_str(), *auth));
+    let general = ["all", "replication"].map(|db| (db, "all", auth));
+    for (db, role, auth) in role_lines.chain(general) {
+        // `cert` is only valid on hostssl lines.
+        let kind = if tls_only || auth == HbaAuth::Cert {
+            "hostssl"
+        } else {
+            "host"
+        };
+        for addr in LOOPBACK {
+            out.push_str(&format!(
+                "{kind:<8}{db:<13}{role}   {addr:<13} {}\n",
+                auth.hba_method()
+            ));
         }
     }
-    if let Some(first_tcp) = base.find("\nhost    ") {
-        base.insert_str(first_tcp + 1, &roles);
+    if tls_only {
+        for addr in LOOPBACK {
+            out.push_str(&format!("hostnossl    all  all   {addr}  reject\n"));
+        }
     }
-    if !(opts.ssl_required && opts.ssl_files.is_some()) {
-        return Ok(base);
-    }
-    let mut out = base.replace("\nhost    ", "\nhostssl ");
-    for addr in ["127.0.0.1/32", "::1/128"] {
-        out.push_str(&format!("hostnossl    all  all   {addr}  reject\n"));
-    }
-    Ok(out)
+    out
 }
 
 /// Quotes an SQL identifier (`"..."`, embedded quotes doubled).
@@ -250,6 +286,11 @@ pub fn quote_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `pg_hba.conf` with `auth` for everyone and nothing else.
+    fn hba_conf(auth: HbaAuth) -> String {
+        hba_text(auth, &[], false)
+    }
 
     #[test]
     fn quoting() {
@@ -314,6 +355,42 @@ mod tests {
         assert!(hba.find("local").unwrap() < role, "{hba}");
         let bad = ClusterOptions::default().role_auth("x all", HbaAuth::Trust);
         assert!(hba_conf_for(&bad).is_err());
+    }
+
+    #[test]
+    fn cert_lines_are_hostssl_and_come_before_the_general_ones() {
+        let ca = Path::new("/ca.pem");
+        let opts = ClusterOptions::with_auth(HbaAuth::ScramSha256)
+            .ssl(Path::new("/c.pem"), Path::new("/k.pem"), false)
+            .ssl_client_ca(ca)
+            .role_auth("certrole", HbaAuth::Cert)
+            .role_auth("old_app", HbaAuth::Md5);
+        let hba = hba_conf_for(&opts).unwrap();
+        let expected = "# written by pgtest\n\
+            local   all          all                 trust\n\
+            local   replication  all                 trust\n\
+            hostssl all          certrole   127.0.0.1/32  cert\n\
+            hostssl all          certrole   ::1/128       cert\n\
+            host    all          old_app   127.0.0.1/32  md5\n\
+            host    all          old_app   ::1/128       md5\n\
+            host    all          all   127.0.0.1/32  scram-sha-256\n\
+            host    all          all   ::1/128       scram-sha-256\n\
+            host    replication  all   127.0.0.1/32  scram-sha-256\n\
+            host    replication  all   ::1/128       scram-sha-256\n";
+        assert_eq!(hba, expected);
+        let text = main_conf_block(&opts).unwrap();
+        assert!(text.contains("ssl_ca_file = 'root.crt'"), "{text}");
+
+        // Cert for everyone: hostssl lines only, replication included.
+        let hba = hba_conf(HbaAuth::Cert);
+        assert!(!hba.contains("\nhost "), "{hba}");
+        assert!(
+            hba.contains("hostssl replication  all   ::1/128       cert"),
+            "{hba}"
+        );
+        // A client CA means nothing without TLS.
+        let no_tls = ClusterOptions::default().ssl_client_ca(ca);
+        assert!(main_conf_block(&no_tls).is_err());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Client authentication: trust, md5 and SCRAM-SHA-256, against a
 //! configured user (a plain password or a stored SCRAM verifier) or against
 //! the secret `auth_query` found in Postgres (an md5 hash or a SCRAM
-//! verifier). The exchange itself is pure: [`ClientAuth`] turns each client
-//! message into the next reply, so the session only moves frames. A login
+//! verifier); and cert, the client's TLS certificate for the user's name.
+//! The exchange itself is pure: [`ClientAuth`] turns each client message
+//! into the next reply, so the session only moves frames. A login
 //! also yields what the proxy may log in upstream with when it has no
 //! password of its own for the user (see [`AuthStep::Done`]).
 
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use config::{AuthMethod, User};
 use pgwire::api::auth::sasl::scram::gen_salted_password;
+use rustls::pki_types::CertificateDer;
 use wire::build;
 use wire::inspect;
 use wire::{Frame, SqlState};
@@ -78,6 +80,10 @@ pub enum Credential {
         hash: String,
     },
     Scram(ScramVerifier),
+    /// Postgres's `cert`: a TLS client certificate (its chain verified by
+    /// the handshake against `tls.ca_file`) whose common name is the user
+    /// name; no password.
+    Cert,
 }
 
 impl Credential {
@@ -86,6 +92,7 @@ impl Credential {
     pub fn for_user(user: &User) -> Result<Credential, String> {
         match user.auth {
             AuthMethod::Trust => Ok(Credential::Trust),
+            AuthMethod::Cert => Ok(Credential::Cert),
             AuthMethod::Md5 => user
                 .password
                 .clone()
@@ -162,8 +169,15 @@ pub enum AuthStep {
 
 impl ClientAuth {
     /// Starts authentication of `user`; returns the first request to send,
-    /// or `None` if the user is trusted.
-    pub fn start(user: &str, cred: &Credential) -> (ClientAuth, Option<Frame>) {
+    /// or `None` if no password is asked (trust, and cert once
+    /// `client_cert`, the certificate the client presented over TLS, is
+    /// found to be for `user`). A cert login without a certificate for
+    /// `user` is refused here (28000).
+    pub fn start(
+        user: &str,
+        cred: &Credential,
+        client_cert: Option<&CertificateDer<'_>>,
+    ) -> Result<(ClientAuth, Option<Frame>), ClientError> {
         let md5 = |expected: &dyn Fn([u8; 4]) -> String, secret| {
             let salt: [u8; 4] = rand::random();
             let auth = ClientAuth::Md5 {
@@ -173,8 +187,12 @@ impl ClientAuth {
             };
             (auth, Some(build::auth_md5(salt)))
         };
-        match cred {
+        Ok(match cred {
             Credential::Trust => (ClientAuth::Done, None),
+            Credential::Cert => {
+                check_cert(user, client_cert)?;
+                (ClientAuth::Done, None)
+            }
             Credential::Md5 { password } => md5(&|salt| md5_password(user, password, salt), None),
             Credential::Md5Hash { hash } => md5(
                 &|salt| md5_salted(hash, salt),
@@ -187,7 +205,7 @@ impl ClientAuth {
                 },
                 Some(build::auth_sasl(&["SCRAM-SHA-256"])),
             ),
-        }
+        })
     }
 
     /// Feeds the body of the client's password message ('p').
@@ -249,6 +267,29 @@ impl ClientAuth {
             }
             ClientAuth::Done => Err(bad_message()),
         }
+    }
+}
+
+/// The `cert` check: a certificate (rustls kept only one whose chain it
+/// verified) whose common name is `user`. The refusal is Postgres's, 28000
+/// with one message whatever the reason; the reason goes to the log.
+fn check_cert(user: &str, client_cert: Option<&CertificateDer<'_>>) -> Result<(), ClientError> {
+    let refused = |why: String| {
+        ClientError::fatal(
+            SqlState::INVALID_AUTHORIZATION,
+            format!("certificate authentication failed for user \"{user}\""),
+        )
+        .with_detail(why)
+    };
+    let Some(cert) = client_cert else {
+        return Err(refused("no client certificate over TLS".into()));
+    };
+    match crate::tls::common_name(cert) {
+        Some(name) if name == user => Ok(()),
+        Some(name) => Err(refused(format!(
+            "the certificate's common name is \"{name}\""
+        ))),
+        None => Err(refused("the certificate has no common name".into())),
     }
 }
 

@@ -9,7 +9,7 @@
 //! - [`classify`]: what a statement is to the coalescer (sqlparser).
 //! - [`coalesce`]: the last-write-wins map and the bulk flusher.
 //! - [`upsert`]: rows and byte-identical replies of coalesced upserts.
-//! - [`auth`]: client authentication (trust, md5, SCRAM-SHA-256).
+//! - [`auth`]: client authentication (trust, md5, SCRAM-SHA-256, cert).
 //! - [`auth_query`]: looking up users who are not in the config in Postgres
 //!   itself (`auth_user`, `auth_query`).
 //! - [`scram`]: SCRAM-SHA-256 exchanges, the server side for clients and
@@ -29,7 +29,8 @@
 //! - [`router`]: read routing of one database: replicas, volatility, cache.
 //! - [`state`]: what all sessions share, and the live config snapshot.
 //! - [`reload`]: applying a new config to a running proxy.
-//! - [`tls`]: TLS on the client leg: the acceptor and the client's stream.
+//! - [`tls`]: TLS on the client leg (the acceptor and the client's stream)
+//!   and the settings for the server leg (roots, client certificate).
 //! - [`quote`]: quoting in SQL the proxy writes itself.
 //! - [`error`]: errors with a SQLSTATE a client may see.
 //! - [`admin`]: the admin console (`SHOW …`, `PAUSE`, `RELOAD`, `SHUTDOWN`) and the registry

@@ -237,7 +237,7 @@ async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>,
             .await?;
     }
 
-    let (mut exchange, first) = ClientAuth::start(&user, cred);
+    let (mut exchange, first) = ClientAuth::start(&user, cred, io.stream.client_certificate())?;
     let mut proved = None;
     if let Some(first) = first {
         io.send(first.raw()).await?;

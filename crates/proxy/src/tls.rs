@@ -9,7 +9,9 @@
 //!
 //! Server leg: [`UpstreamTls`], the rustls client settings for one
 //! database's `tls` mode and `tls_ca_file`, with the certificate checks of
-//! libpq's `sslmode`. The SSLRequest exchange is in [`crate::server`].
+//! libpq's `sslmode`, and the client certificate of `tls_cert_file` /
+//! `tls_key_file` (libpq's `sslcert` / `sslkey`). The SSLRequest exchange
+//! is in [`crate::server`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -279,8 +281,9 @@ impl AsyncWrite for ClientStream {
 const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
 /// TLS on the proxy's connections to one database's servers: its `tls`
-/// mode and, unless that is `disable`, the handshake settings built from it
-/// and `tls_ca_file`.
+/// mode and, unless that is `disable`, the handshake settings built from it,
+/// `tls_ca_file`, and the client certificate of `tls_cert_file` /
+/// `tls_key_file`, presented when a server asks for one.
 ///
 /// Certificate checks follow libpq's `sslmode`: `prefer` and `require`
 /// accept any certificate, unless a CA file is configured, when they verify
@@ -292,8 +295,8 @@ pub struct UpstreamTls {
     /// The configured mode.
     pub mode: ServerTlsMode,
     /// `None` with `disable`. `Err` says why the settings could not be
-    /// built (an unreadable CA file); every connection that would use TLS
-    /// then fails with it.
+    /// built (an unreadable CA file, client certificate or key); every
+    /// connection that would use TLS then fails with it.
     connector: Option<Result<TlsConnector, Arc<TlsError>>>,
 }
 
@@ -322,25 +325,31 @@ impl UpstreamTls {
         }
     }
 
-    /// Builds the settings for `mode`, reading the PEM roots in `ca_file`.
-    /// Fails on an unreadable or empty CA file, or a verifying mode without
-    /// one.
-    pub fn load(mode: ServerTlsMode, ca_file: Option<&Path>) -> Result<UpstreamTls, TlsError> {
-        if mode == ServerTlsMode::Disable {
+    /// Builds the settings for `db`'s `tls` mode, reading the PEM roots in
+    /// `tls_ca_file` and the client certificate and key in `tls_cert_file`
+    /// and `tls_key_file`. Fails on a file that cannot be used (the error
+    /// names it), or a verifying mode without a CA file.
+    pub fn load(db: &config::Database) -> Result<UpstreamTls, TlsError> {
+        if db.tls == ServerTlsMode::Disable {
             return Ok(UpstreamTls::disabled());
         }
-        let config = client_config(mode, ca_file)?;
+        let identity = match (&db.tls_cert_file, &db.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        };
+        let config = client_config(db.tls, db.tls_ca_file.as_deref(), identity)?;
         Ok(UpstreamTls {
-            mode,
+            mode: db.tls,
             connector: Some(Ok(TlsConnector::from(Arc::new(config)))),
         })
     }
 
-    /// The settings for `db`'s servers. A CA file that cannot be used is
+    /// The settings for `db`'s servers. A file that cannot be used is
     /// logged here and makes each connection needing TLS fail (with 08001)
-    /// rather than fall back to plain text.
+    /// rather than fall back to plain text or go on without the client
+    /// certificate.
     pub fn for_database(db: &config::Database) -> UpstreamTls {
-        match UpstreamTls::load(db.tls, db.tls_ca_file.as_deref()) {
+        match UpstreamTls::load(db) {
             Ok(tls) => tls,
             Err(e) => {
                 tracing::error!(database = %db.name, "server TLS settings unusable: {e}");
@@ -362,10 +371,12 @@ impl UpstreamTls {
 }
 
 /// The rustls client settings for a mode other than `disable` (ring
-/// provider, TLS 1.2 and 1.3, ALPN `postgresql`, no client certificate).
+/// provider, TLS 1.2 and 1.3, ALPN `postgresql`), with `identity` (PEM
+/// certificate chain and key files) as the client certificate when given.
 fn client_config(
     mode: ServerTlsMode,
     ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
 ) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = ca_file.map(read_roots).transpose()?;
@@ -384,12 +395,21 @@ fn client_config(
             provider: provider.clone(),
         }),
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Client)?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(read_chain(cert)?, read_key(key)?)
+            .map_err(|source| TlsError::Rejected {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                source,
+            })?,
+    };
     config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
     Ok(config)
 }

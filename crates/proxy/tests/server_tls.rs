@@ -13,7 +13,8 @@ use config::{AuthMethod, Config, Database, PoolMode, ServerTlsMode, User};
 use pgtest::{Cluster, ClusterOptions, HbaAuth};
 use proxy::Proxy;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -60,6 +61,20 @@ impl Ca {
         std::fs::write(&key_path, key.serialize_pem()).expect("write key");
         (cert_path, key_path)
     }
+
+    /// A client certificate for common name `cn` and its key, as PEM files.
+    fn client_cert(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let cert_path = self.dir.path().join(format!("client-{cn}.crt"));
+        let key_path = self.dir.path().join(format!("client-{cn}.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path)
+    }
 }
 
 /// Starts a cluster (SCRAM over TCP) with role and database `app`.
@@ -98,6 +113,11 @@ fn database(name: &str, host: &str, port: u16, tls: ServerTlsMode, ca: Option<&P
 
 /// A transaction-mode proxy with `pool_size` per pool over `databases`.
 async fn start_proxy(databases: Vec<Database>, pool_size: usize) -> Proxy {
+    start_proxy_with(databases, pool_size, vec![]).await
+}
+
+/// As [`start_proxy`], with `users` besides [`USER`].
+async fn start_proxy_with(databases: Vec<Database>, pool_size: usize, users: Vec<User>) -> Proxy {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         ..Config::default()
@@ -112,6 +132,7 @@ async fn start_proxy(databases: Vec<Database>, pool_size: usize) -> Proxy {
         scram_verifier: None,
         server_password: None,
     });
+    config.users.extend(users);
     config.databases = databases;
     config.validate().expect("valid test config");
     Proxy::start(config).await.expect("start proxy")
@@ -139,7 +160,12 @@ async fn ssl_through(proxy: &Proxy, db: &str) -> bool {
 /// The SQLSTATE and message of the error a client of `db` gets, at login
 /// or at its first query (the proxy keeps its details in its log).
 async fn error_through(proxy: &Proxy, db: &str) -> (String, String) {
-    let err = match try_connect(&url(proxy, db)).await {
+    error_at(&url(proxy, db), db).await
+}
+
+/// As [`error_through`], for the client URL `url`.
+async fn error_at(url: &str, db: &str) -> (String, String) {
+    let err = match try_connect(url).await {
         Err(e) => e,
         Ok(client) => match client.simple_query("SELECT 1").await {
             Err(e) => e,
@@ -389,6 +415,122 @@ async fn pooled_tls_connections_are_reused_and_dead_ones_dropped() {
     }
 }
 
+/// The role that logs in to Postgres with a client certificate.
+const CERT_ROLE: &str = "certrole";
+/// Its password on the proxy (Postgres never asks for one).
+const CERT_ROLE_PASSWORD: &str = "certrole-pw";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_presents_its_client_certificate_to_postgres() {
+    let server_ca = Ca::new("server-leg CA");
+    let client_ca = Ca::new("client-certificate CA");
+    let (cert, key) = server_ca.server_cert(&["localhost", "127.0.0.1"]);
+    // certrole must log in with a certificate on TCP (`hostssl ... cert`);
+    // app keeps SCRAM.
+    let opts = ClusterOptions::with_auth(HbaAuth::ScramSha256)
+        .ssl(&cert, &key, false)
+        .ssl_client_ca(&client_ca.pem)
+        .role_auth(CERT_ROLE, HbaAuth::Cert);
+    let pg = start_pg(opts).await;
+    tokio::task::block_in_place(|| pg.create_role(CERT_ROLE, None, false))
+        .expect("create the cert role");
+    let port = pg.port();
+    let (client_cert, client_key) = client_ca.client_cert(CERT_ROLE);
+    let mut with_cert = database(
+        "with_cert",
+        "127.0.0.1",
+        port,
+        ServerTlsMode::VerifyFull,
+        Some(&server_ca.pem),
+    );
+    with_cert.tls_cert_file = Some(client_cert);
+    with_cert.tls_key_file = Some(client_key);
+    let without_cert = database(
+        "without_cert",
+        "127.0.0.1",
+        port,
+        ServerTlsMode::VerifyFull,
+        Some(&server_ca.pem),
+    );
+    let cert_user = User {
+        name: CERT_ROLE.into(),
+        auth: AuthMethod::ScramSha256,
+        password: Some(CERT_ROLE_PASSWORD.into()),
+        scram_verifier: None,
+        server_password: None,
+    };
+    let proxy = start_proxy_with(vec![with_cert, without_cert], 2, vec![cert_user]).await;
+    let cert_url = |db: &str| {
+        format!(
+            "postgres://{CERT_ROLE}:{CERT_ROLE_PASSWORD}@127.0.0.1:{}/{db}",
+            proxy.addr().port()
+        )
+    };
+
+    let client = try_connect(&cert_url("with_cert"))
+        .await
+        .expect("certrole through the proxy's certificate");
+    let row = client
+        .query_one(
+            "SELECT current_user::text, s.ssl, s.client_dn FROM pg_stat_ssl s \
+             WHERE s.pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(row.get::<_, String>(0), CERT_ROLE);
+    assert!(row.get::<_, bool>(1), "no TLS");
+    let dn: Option<String> = row.get(2);
+    assert!(
+        dn.as_deref().is_some_and(|dn| dn.contains("CN=certrole")),
+        "client_dn: {dn:?}"
+    );
+
+    // Without the files the proxy has no certificate to present: the
+    // server's refusal reaches the client.
+    let (code, msg) = error_at(&cert_url("without_cert"), "without_cert").await;
+    assert_eq!(code, "28000", "{msg}");
+    assert!(
+        msg.contains("connection requires a valid client certificate"),
+        "{msg}"
+    );
+    // The password role is served on both databases, with or without the
+    // proxy's certificate on offer.
+    assert!(ssl_through(&proxy, "without_cert").await);
+    assert!(ssl_through(&proxy, "with_cert").await);
+    let row = client.query_one("SELECT 1", &[]).await.expect("still up");
+    assert_eq!(row.get::<_, i32>(0), 1);
+}
+
+#[test]
+fn unusable_client_certificate_files_are_named() {
+    let ca = Ca::new("client-certificate CA");
+    let (cert, key) = ca.client_cert(CERT_ROLE);
+    let garbage = ca.dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not PEM at all\n").expect("write");
+    let missing = ca.dir.path().join("missing.crt");
+    let cases: [(&Path, &Path, &str); 3] = [
+        (&missing, &key, "missing.crt"),
+        (&cert, &garbage, "garbage.pem"),
+        // A certificate where the key belongs.
+        (&cert, &cert, "no PRIVATE KEY"),
+    ];
+    for (cert, key, needle) in cases {
+        let mut db = database("d", "127.0.0.1", 5432, ServerTlsMode::Require, None);
+        db.tls_cert_file = Some(cert.to_path_buf());
+        db.tls_key_file = Some(key.to_path_buf());
+        let err = proxy::tls::UpstreamTls::load(&db)
+            .err()
+            .unwrap_or_else(|| panic!("{needle}: the settings were built"));
+        let text = err.to_string();
+        assert!(text.contains(needle), "{text}");
+    }
+    let mut db = database("d", "127.0.0.1", 5432, ServerTlsMode::Require, None);
+    db.tls_cert_file = Some(cert);
+    db.tls_key_file = Some(key);
+    assert!(proxy::tls::UpstreamTls::load(&db).is_ok());
+}
+
 /// A fake server: answers the first packet of one connection with
 /// `answer` and returns that packet.
 async fn fake_server(answer: &'static [u8]) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
@@ -470,12 +612,26 @@ async fn an_unreadable_ca_file_fails_connections_not_the_proxy() {
                 Some(Path::new("/nonexistent/ca.pem")),
             ),
             database("fine", "127.0.0.1", pg.port(), ServerTlsMode::Prefer, None),
+            Database {
+                tls_cert_file: Some("/nonexistent/client.crt".into()),
+                tls_key_file: Some("/nonexistent/client.key".into()),
+                ..database(
+                    "no_cert",
+                    "127.0.0.1",
+                    pg.port(),
+                    ServerTlsMode::Prefer,
+                    None,
+                )
+            },
         ],
         1,
     )
     .await;
-    let (code, msg) = error_through(&proxy, "broken").await;
-    assert_eq!(code, "08001", "{msg}");
-    assert!(msg.contains("TLS settings"), "{msg}");
+    // prefer too: the settings are unusable, not skipped.
+    for db in ["broken", "no_cert"] {
+        let (code, msg) = error_through(&proxy, db).await;
+        assert_eq!(code, "08001", "{db}: {msg}");
+        assert!(msg.contains("TLS settings"), "{db}: {msg}");
+    }
     assert!(!ssl_through(&proxy, "fine").await);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{proxy_config, run, try_connect, Env, Setup, DB, PASSWORD, USER};
-use config::{AuthMethod, ClientCertMode, Tls, TlsClientMode};
+use config::{AuthMethod, ClientCertMode, Tls, TlsClientMode, User};
 use proxy::Proxy;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -595,4 +595,95 @@ async fn client_certificates_are_checked_against_the_ca_file() {
     assert!(ok, "no certificate where none is required: {err}");
     let (ok, _, _) = psql_conninfo(&conninfo(optional.addr(), &format!("{verified} {foreign}")));
     assert!(!ok, "a certificate of another CA was accepted");
+}
+
+/// The user who logs in to the proxy with a client certificate (`auth:
+/// cert`); its `password` is only the one the proxy uses upstream.
+const CERT_USER: &str = "certapp";
+const CERT_USER_UPSTREAM_PASSWORD: &str = "certapp-upstream";
+
+/// psql running `sql` as `conn`, with no password to be had: `-w` (never
+/// prompt), no `PGPASSWORD`, no password file. (success, stdout, stderr).
+fn psql_without_password(conn: &str, sql: &str) -> (bool, String, String) {
+    tokio::task::block_in_place(|| {
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-A", "-t", "-w", conn, "-c", sql])
+            .env_remove("PGPASSWORD")
+            .env("PGPASSFILE", "/nonexistent/pgpass")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run psql");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_users_log_in_with_a_certificate_for_their_name() {
+    let env = Env::start(Setup::default()).await;
+    tokio::task::block_in_place(|| {
+        env.pg
+            .create_role(CERT_USER, Some(CERT_USER_UPSTREAM_PASSWORD), false)
+    })
+    .expect("create the cert user's role");
+    let certs = Certs::new();
+    let mut config = proxy_config(&env.pg, &Setup::default());
+    config.users.push(User {
+        name: CERT_USER.into(),
+        auth: AuthMethod::Cert,
+        password: Some(CERT_USER_UPSTREAM_PASSWORD.into()),
+        scram_verifier: None,
+        server_password: None,
+    });
+    // Certificates are asked for, required only by the cert user.
+    config.tls = Some(certs.tls_with_client_certs(ClientCertMode::None));
+    config.validate().expect("valid config");
+    let proxy = Proxy::start(config).await.expect("start TLS proxy");
+    let verified = format!("sslmode=verify-full sslrootcert={}", certs.ca.display());
+    let as_cert_user = |extra: &str| {
+        format!(
+            "host=localhost port={} user={CERT_USER} dbname={DB} {extra}",
+            proxy.addr().port()
+        )
+    };
+    let refusal = format!("certificate authentication failed for user \"{CERT_USER}\"");
+    let whoami = "SELECT 'user ' || current_user";
+
+    let mine = certs.client(CERT_USER);
+    let (ok, out, err) =
+        psql_without_password(&as_cert_user(&format!("{verified} {mine}")), whoami);
+    assert!(ok, "the user's own certificate: {err}");
+    assert!(
+        out.lines().any(|l| l == format!("user {CERT_USER}")),
+        "stdout: {out}"
+    );
+
+    let someone_else = certs.client(USER);
+    let cases = [
+        (
+            "a certificate for another name",
+            format!("{verified} {someone_else}"),
+        ),
+        ("no certificate", verified.clone()),
+        ("plain text", "sslmode=disable".to_owned()),
+    ];
+    for (case, extra) in cases {
+        let (ok, out, err) = psql_without_password(&as_cert_user(&extra), whoami);
+        assert!(!ok, "{case}: accepted ({out})");
+        assert!(err.contains(&refusal), "{case}: stderr: {err}");
+        assert!(
+            !err.contains("password"),
+            "{case}: a password was asked: {err}"
+        );
+    }
+
+    // The password user on the same proxy, over TLS and in plain text.
+    for extra in [verified.as_str(), "sslmode=disable"] {
+        let (ok, out, err) = psql_conninfo(&conninfo(proxy.addr(), extra));
+        assert!(ok, "{extra}: the password user: {err}");
+        assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+    }
 }

@@ -55,7 +55,7 @@ fn md5_hash_logins_check_the_answer_and_hand_the_hash_on() {
     let hash = md5_hash("app", "secret");
     let cred = Credential::Md5Hash { hash: hash.clone() };
     for (password, ok) in [("secret", true), ("wrong", false)] {
-        let (mut auth, request) = ClientAuth::start("app", &cred);
+        let (mut auth, request) = ClientAuth::start("app", &cred, None).expect("md5 starts");
         let salt = md5_salt(request);
         let answer = build::password_message(md5_password("app", password, salt).as_bytes());
         match auth.step(answer.body()) {
@@ -79,11 +79,55 @@ fn configured_md5_logins_hand_nothing_on() {
     let cred = Credential::Md5 {
         password: "secret".into(),
     };
-    let (mut auth, request) = ClientAuth::start("app", &cred);
+    let (mut auth, request) = ClientAuth::start("app", &cred, None).expect("md5 starts");
     let salt = md5_salt(request);
     let answer = build::password_message(md5_password("app", "secret", salt).as_bytes());
     assert!(matches!(
         auth.step(answer.body()),
         Ok(AuthStep::Done { secret: None, .. })
     ));
+}
+
+/// A self-signed certificate for common name `cn` (the chain is the
+/// handshake's business; here only the name counts).
+fn certificate(cn: &str) -> rustls::pki_types::CertificateDer<'static> {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.self_signed(&key).expect("certificate").der().clone()
+}
+
+/// cert: the certificate's common name must be the user's; no password
+/// is asked, and a refusal is 28000 whatever the reason.
+#[test]
+fn cert_logins_need_a_certificate_for_the_user() {
+    let mine = certificate("app");
+    let (auth, request) = ClientAuth::start("app", &Credential::Cert, Some(&mine))
+        .unwrap_or_else(|e| panic!("the user's own certificate: {e}"));
+    assert!(request.is_none(), "a password was asked");
+    assert!(matches!(auth, ClientAuth::Done));
+    let other = certificate("someone-else");
+    let unnamed = {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.self_signed(&key).expect("certificate").der().clone()
+    };
+    for (cert, why) in [
+        (None, "no client certificate"),
+        (Some(&other), "\"someone-else\""),
+        (Some(&unnamed), "no common name"),
+    ] {
+        let Err(e) = ClientAuth::start("app", &Credential::Cert, cert) else {
+            panic!("accepted: {why}");
+        };
+        assert_eq!(e.code, SqlState::INVALID_AUTHORIZATION);
+        assert_eq!(
+            e.message,
+            "certificate authentication failed for user \"app\""
+        );
+        assert!(e.detail.as_deref().is_some_and(|d| d.contains(why)), "{e}");
+    }
 }
