@@ -145,6 +145,16 @@ enum Login {
 async fn login(shared: &Arc<Shared>, io: &mut ClientIo) -> Result<Option<Login>, ClientError> {
     // One config snapshot for the whole login, even across a reload.
     let live = shared.live();
+    if let Some(tls) = &live.tls {
+        let direct = io
+            .stream
+            .opens_with_tls_handshake()
+            .await
+            .map_err(|_| gone())?;
+        if direct && !direct_tls(tls, io).await? {
+            return Ok(None);
+        }
+    }
     let (major_minor, params) = loop {
         let packet = match decode_startup(&mut io.rbuf) {
             Ok(Some(p)) => p,
@@ -390,6 +400,25 @@ async fn negotiate_tls(live: &Live, io: &mut ClientIo) -> Result<bool, ClientErr
             Ok(false)
         }
     }
+}
+
+/// A client that starts the TLS handshake at once, without SSLRequest
+/// (libpq 17's `sslnegotiation=direct`). As Postgres 17 does, the client
+/// must have negotiated the `postgresql` ALPN protocol: without it, a
+/// client of another protocol could be talking to the proxy. `Ok(false)`:
+/// the handshake failed and the connection is over.
+async fn direct_tls(tls: &crate::tls::ClientTls, io: &mut ClientIo) -> Result<bool, ClientError> {
+    if let Err(e) = io.stream.start_tls(&tls.acceptor).await {
+        tracing::debug!(error = %e, "direct TLS handshake failed");
+        return Ok(false);
+    }
+    if !io.stream.negotiated_postgresql_alpn() {
+        return Err(ClientError::fatal(
+            SqlState::PROTOCOL_VIOLATION,
+            "received direct SSL connection request without ALPN protocol negotiation extension",
+        ));
+    }
+    Ok(true)
 }
 
 /// An encryption request on a connection that is already encrypted.

@@ -112,7 +112,7 @@ impl ClientTls {
         };
         let mut server = builder.with_single_cert(chain, key).map_err(rejected)?;
         // As Postgres 17: a client that offers ALPN must offer this one.
-        server.alpn_protocols = vec![b"postgresql".to_vec()];
+        server.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
         Ok(ClientTls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             required: config.client_mode == config::TlsClientMode::Require,
@@ -204,6 +204,27 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    /// Whether the client's first byte opens a TLS handshake (a record of
+    /// type 22), i.e. a direct TLS connection without SSLRequest. Waits for
+    /// that byte without consuming it; `false` at the end of the stream. No
+    /// startup packet starts with this byte: its length would be beyond
+    /// 350 MB.
+    pub async fn opens_with_tls_handshake(&self) -> io::Result<bool> {
+        let ClientStream::Plain(s) = self else {
+            return Ok(false);
+        };
+        let mut first = [0u8; 1];
+        Ok(s.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE_RECORD)
+    }
+
+    /// Whether the TLS handshake settled on the `postgresql` ALPN protocol.
+    pub fn negotiated_postgresql_alpn(&self) -> bool {
+        match self {
+            ClientStream::Tls(s) => s.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL),
+            _ => false,
+        }
+    }
+
     /// The certificate the client presented in the TLS handshake (its end
     /// entity), if any.
     pub fn client_certificate(&self) -> Option<&CertificateDer<'static>> {
@@ -279,6 +300,10 @@ impl AsyncWrite for ClientStream {
 /// ALPN protocol name Postgres 17 expects when a client offers ALPN
 /// (<https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-SSL>).
 const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// The content type of a TLS handshake record: a client's first byte in a
+/// direct TLS connection.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// TLS on the proxy's connections to one database's servers: its `tls`
 /// mode and, unless that is `disable`, the handshake settings built from it,

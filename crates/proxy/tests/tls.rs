@@ -687,3 +687,89 @@ async fn cert_users_log_in_with_a_certificate_for_their_name() {
         assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
     }
 }
+
+/// A TLS handshake at once, without SSLRequest (libpq 17's
+/// `sslnegotiation=direct`), offering the ALPN protocols `alpn`.
+async fn direct_connect(
+    addr: SocketAddr,
+    certs: &Certs,
+    alpn: &[&[u8]],
+) -> std::io::Result<ClientTls> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certs.ca_der.clone()).expect("CA");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio::time::timeout(
+        IO_TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("handshake in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_tls_without_ssl_request_needs_the_postgresql_alpn() {
+    let trust = || Setup {
+        client_auth: AuthMethod::Trust,
+        ..Setup::default()
+    };
+    let env = Env::start(trust()).await;
+    let certs = Certs::new();
+    // Require: a direct TLS connection counts as TLS.
+    let proxy = tls_proxy(&env, &trust(), certs.tls(TlsClientMode::Require)).await;
+    let startup = build::startup_message(&[("user", USER), ("database", DB)]);
+
+    let mut direct = direct_connect(proxy.addr(), &certs, &[b"postgresql"])
+        .await
+        .expect("direct handshake");
+    let mut buf = BytesMut::new();
+    direct.write_all(&startup).await.expect("startup");
+    direct.flush().await.expect("flush");
+    login(&mut direct, &mut buf).await;
+    direct
+        .write_all(build::query("SELECT 40 + 2").raw())
+        .await
+        .expect("query");
+    direct.flush().await.expect("flush");
+    let row = loop {
+        let f = next_frame(&mut direct, &mut buf).await.expect("reply");
+        if f.tag() == b'D' {
+            break f;
+        }
+        assert_ne!(f.tag(), b'E', "query failed: {:?}", sqlstate(&f));
+    };
+    assert!(row.body().ends_with(b"42"), "row: {:?}", row.body());
+
+    // No ALPN: refused with 08P01 after the handshake, as Postgres 17 does.
+    let mut bare = direct_connect(proxy.addr(), &certs, &[])
+        .await
+        .expect("handshake without ALPN");
+    bare.write_all(&startup).await.expect("startup");
+    bare.flush().await.expect("flush");
+    let e = next_frame(&mut bare, &mut BytesMut::new())
+        .await
+        .expect("an error");
+    assert_eq!(sqlstate(&e).as_deref(), Some("08P01"));
+    assert!(String::from_utf8_lossy(e.body()).contains("ALPN"));
+
+    // Only another protocol offered: no handshake at all.
+    let other = direct_connect(proxy.addr(), &certs, &[b"http/1.1"]).await;
+    assert!(other.is_err(), "a handshake without a common protocol");
+
+    // SSLRequest clients are served as before.
+    let ca = certs.ca.display().to_string();
+    let (ok, out, err) = psql_conninfo(&conninfo(
+        proxy.addr(),
+        &format!("sslmode=verify-full sslrootcert={ca}"),
+    ));
+    assert!(ok, "psql over SSLRequest: {err}");
+    assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+}
