@@ -1062,12 +1062,14 @@ async fn count_trigger_firings(ack: &'static str) -> (i64, u64) {
 
 /// Flushed mode: each of the 16 clients has one write in flight, so a flush
 /// carries at most 16 rows (group commit alternates between the writers
-/// that arrived during the previous flush).
+/// that arrived during the previous flush). About 9 rows per flush on a
+/// quiet machine; the bound (2) leaves room for a loaded CI machine, where
+/// fewer writers arrive during each flush.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_triggers_fire_once_per_flush_flushed() {
     let (statements, _) = count_trigger_firings("flushed").await;
     assert!(
-        statements <= (TRIGGER_WRITES / 4) as i64,
+        statements <= (TRIGGER_WRITES / 2) as i64,
         "the statement trigger fired {statements} times for {TRIGGER_WRITES} writes \
          from {TRIGGER_WRITERS} clients"
     );
