@@ -256,37 +256,16 @@ async fn server_password_differs_from_client_password() {
 // The real psql
 // ---------------------------------------------------------------------------
 
-/// Runs `/usr/bin/psql` against the proxy with `PGPASSWORD`; returns
-/// (success, stdout, stderr).
-fn psql(addr: SocketAddr, password: &str, sql: &str) -> (bool, String, String) {
-    let out = std::process::Command::new("/usr/bin/psql")
-        .args(["-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
-        .args(["-U", USER, "-d", DB, "-c", sql])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .env("PGSSLMODE", "prefer")
-        .env_remove("PGSERVICE")
-        .env_remove("PGPASSFILE")
-        .env_remove("PGOPTIONS")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run /usr/bin/psql");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_logs_in_with_scram() {
     let env = Env::start(Setup::default()).await;
     let addr = env.addr();
     let (ok, out, err) = tokio::task::spawn_blocking(move || {
-        psql(
+        common::psql_password(
             addr,
+            USER,
             PASSWORD,
+            "prefer",
             "SELECT 'via proxy: ' || current_user || ' ' || (40 + 2)",
         )
     })
@@ -295,10 +274,11 @@ async fn psql_logs_in_with_scram() {
     assert!(ok, "psql failed: {err}");
     assert_eq!(out.trim(), "via proxy: app 42", "stderr: {err}");
 
-    let (ok, out, err) =
-        tokio::task::spawn_blocking(move || psql(addr, "wrong-secret", "SELECT 1"))
-            .await
-            .expect("psql thread");
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        common::psql_password(addr, USER, "wrong-secret", "prefer", "SELECT 1")
+    })
+    .await
+    .expect("psql thread");
     assert!(!ok, "psql with a wrong password succeeded: {out}");
     assert!(
         err.contains("password authentication failed"),

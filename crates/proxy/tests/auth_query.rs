@@ -130,28 +130,6 @@ async fn expect_refused(addr: SocketAddr, user: &str, password: &str, code: &Sql
     assert_eq!(db.severity(), "FATAL", "{db:?}");
 }
 
-/// `/usr/bin/psql` through the proxy as `user`; (success, stdout, stderr).
-fn psql(addr: SocketAddr, user: &str, password: &str, sql: &str) -> (bool, String, String) {
-    let out = std::process::Command::new("/usr/bin/psql")
-        .args(["-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
-        .args(["-U", user, "-d", DB, "-c", sql])
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .env("PGSSLMODE", "disable")
-        .env_remove("PGSERVICE")
-        .env_remove("PGPASSFILE")
-        .env_remove("PGOPTIONS")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run /usr/bin/psql");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_log_in_with_their_postgres_passwords() {
     let pg = start_pg().await;
@@ -170,7 +148,13 @@ async fn roles_log_in_with_their_postgres_passwords() {
     // The real psql, on both kinds of role.
     for (user, password) in [(SCRAM_ROLE, SCRAM_PW), (MD5_ROLE, MD5_PW)] {
         let (ok, out, err) = tokio::task::spawn_blocking(move || {
-            psql(addr, user, password, "SELECT 'via proxy: ' || current_user")
+            common::psql_password(
+                addr,
+                user,
+                password,
+                "disable",
+                "SELECT 'via proxy: ' || current_user",
+            )
         })
         .await
         .expect("psql thread");

@@ -421,15 +421,26 @@ async fn handshake(mut tcp: TcpStream, certs: &Certs) -> ClientTls {
     let mut s = [0u8; 1];
     tcp.read_exact(&mut s).await.expect("read S");
     assert_eq!(&s, b"S");
+    client_handshake(tcp, certs, &[]).await.expect("handshake")
+}
+
+/// The client side of a TLS handshake on `tcp`, trusting `certs`' CA and
+/// offering the ALPN protocols `alpn`.
+async fn client_handshake(
+    tcp: TcpStream,
+    certs: &Certs,
+    alpn: &[&[u8]],
+) -> std::io::Result<ClientTls> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certs.ca_der.clone()).expect("CA");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = ServerName::try_from("localhost").expect("name");
     tokio::time::timeout(
         IO_TIMEOUT,
@@ -437,7 +448,6 @@ async fn handshake(mut tcp: TcpStream, certs: &Certs) -> ClientTls {
     )
     .await
     .expect("handshake in time")
-    .expect("handshake")
 }
 
 /// The next backend message, or `None` at end of stream.
@@ -696,23 +706,7 @@ async fn direct_connect(
     alpn: &[&[u8]],
 ) -> std::io::Result<ClientTls> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certs.ca_der.clone()).expect("CA");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let name = ServerName::try_from("localhost").expect("name");
-    tokio::time::timeout(
-        IO_TIMEOUT,
-        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
-    )
-    .await
-    .expect("handshake in time")
+    client_handshake(tcp, certs, alpn).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

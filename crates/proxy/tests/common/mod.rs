@@ -267,3 +267,33 @@ where
 pub fn code(e: &tokio_postgres::Error) -> Option<tokio_postgres::error::SqlState> {
     e.as_db_error().map(|d| d.code().clone())
 }
+
+/// `/usr/bin/psql` through the proxy at `addr` as `user` with `password`
+/// (`PGPASSWORD`, never a prompt), `sslmode` as given, on database [`DB`];
+/// (success, stdout, stderr).
+pub fn psql_password(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    sslmode: &str,
+    sql: &str,
+) -> (bool, String, String) {
+    let out = std::process::Command::new("/usr/bin/psql")
+        .args(["-X", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(["-U", user, "-d", DB, "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .env("PGSSLMODE", sslmode)
+        .env_remove("PGSERVICE")
+        .env_remove("PGPASSFILE")
+        .env_remove("PGOPTIONS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run /usr/bin/psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
