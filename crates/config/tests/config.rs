@@ -256,6 +256,7 @@ fn tls_section_is_optional_and_client_mode_defaults_to_allow() {
             key_file: "/etc/pgcoalesce/server.key".into(),
             client_mode: TlsClientMode::Allow,
             ca_file: None,
+            crl_file: None,
             client_cert: ClientCertMode::None,
         })
     );
@@ -284,6 +285,10 @@ fn client_certificates_need_a_ca_file() {
     ));
     assert_invalid(&err, "tls.client_cert", "needs tls.ca_file");
     let err = parse_err(&format!(
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  crl_file: r.crl\n"
+    ));
+    assert_invalid(&err, "tls.crl_file", "needs tls.ca_file");
+    let err = parse_err(&format!(
         "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  ca_file: \"\"\n"
     ));
     assert_invalid(&err, "tls.ca_file", "must not be empty");
@@ -298,9 +303,9 @@ fn client_certificates_need_a_ca_file() {
 fn tls_section_rejects_unknown_keys_bad_modes_and_missing_paths() {
     // Lines 7.. are the tls section.
     let err = parse_err(&format!(
-        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  crl_file: crl.pem\n"
+        "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  crl_path: crl.pem\n"
     ));
-    assert_parse_at(&err, 10, "crl_file");
+    assert_parse_at(&err, 10, "crl_path");
     let err = parse_err(&format!(
         "{MINIMAL}tls:\n  cert_file: c.pem\n  key_file: k.pem\n  client_mode: prefer\n"
     ));

@@ -24,7 +24,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -97,13 +99,17 @@ impl ClientTls {
                 // a login needs one is `client_cert`'s rule, checked with
                 // the user name at login. One that is presented must chain
                 // to the roots, or the handshake fails.
-                let verifier = WebPkiClientVerifier::builder_with_provider(
+                let mut verifier = WebPkiClientVerifier::builder_with_provider(
                     Arc::new(read_roots(ca)?),
                     provider,
                 )
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| TlsError::Roots {
+                .allow_unauthenticated();
+                if let Some(crl) = &config.crl_file {
+                    verifier = verifier
+                        .with_crls(read_crls(crl)?)
+                        .only_check_end_entity_revocation();
+                }
+                let verifier = verifier.build().map_err(|e| TlsError::Roots {
                     path: ca.clone(),
                     reason: e.to_string(),
                 })?;
@@ -164,6 +170,21 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         });
     }
     Ok(chain)
+}
+
+/// The revocation lists in a PEM file (at least one).
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if crls.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            reason: "no X509 CRL in the file".into(),
+        });
+    }
+    Ok(crls)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {

@@ -13,8 +13,9 @@ use common::{proxy_config, run, try_connect, Env, Setup, DB, PASSWORD, USER};
 use config::{AuthMethod, ClientCertMode, Tls, TlsClientMode, User};
 use proxy::Proxy;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -74,9 +75,15 @@ impl Certs {
     /// libpq's `sslcert=… sslkey=…` (the key readable by its owner only,
     /// as libpq demands).
     fn client(&self, cn: &str) -> String {
+        self.client_with_serial(cn, rand_serial())
+    }
+
+    /// [`client`](Self::client) with the given serial number.
+    fn client_with_serial(&self, cn: &str, serial: u64) -> String {
         use std::os::unix::fs::PermissionsExt;
         let key = KeyPair::generate().expect("client key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.serial_number = Some(SerialNumber::from(serial));
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer).expect("client cert");
@@ -101,8 +108,34 @@ impl Certs {
             key_file: self.key.clone(),
             client_mode,
             ca_file: None,
+            crl_file: None,
             client_cert: ClientCertMode::None,
         }
+    }
+
+    /// A PEM revocation list of this CA naming the serial numbers `revoked`.
+    fn crl(&self, revoked: &[u64]) -> PathBuf {
+        let now = time::OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|&serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(serial),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).expect("CRL");
+        let path = self.ca.with_file_name("revoked.crl");
+        std::fs::write(&path, crl.pem().expect("CRL PEM")).expect("write CRL");
+        path
     }
 
     /// TLS that asks clients for certificates of this CA, under `rule`.
@@ -515,6 +548,7 @@ fn proxy_start_names_a_missing_or_bad_pem_file() {
             key_file: key.to_path_buf(),
             client_mode: TlsClientMode::Allow,
             ca_file: None,
+            crl_file: None,
             client_cert: ClientCertMode::None,
         });
         let err = rt
@@ -766,4 +800,32 @@ async fn direct_tls_without_ssl_request_needs_the_postgresql_alpn() {
     ));
     assert!(ok, "psql over SSLRequest: {err}");
     assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+}
+
+/// A serial number for a test certificate, unique enough within one test.
+fn rand_serial() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1_000);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_certificate_fails_the_handshake() {
+    let env = Env::start(Setup::default()).await;
+    let certs = Certs::new();
+    let ca = certs.ca.display().to_string();
+    let verified = format!("sslmode=verify-full sslrootcert={ca}");
+    let good = certs.client_with_serial(USER, 7);
+    let revoked = certs.client_with_serial(USER, 8);
+    let tls = Tls {
+        crl_file: Some(certs.crl(&[8])),
+        ..certs.tls_with_client_certs(ClientCertMode::VerifyFull)
+    };
+    let proxy = tls_proxy(&env, &Setup::default(), tls).await;
+    let (ok, out, err) = psql_conninfo(&conninfo(proxy.addr(), &format!("{verified} {good}")));
+    assert!(ok, "a certificate the CRL does not list: {err}");
+    assert!(out.lines().any(|l| l == "answer 42"), "stdout: {out}");
+    let (ok, _, err) = psql_conninfo(&conninfo(proxy.addr(), &format!("{verified} {revoked}")));
+    assert!(!ok, "a revoked certificate was accepted");
+    assert!(err.contains("revoked"), "stderr: {err}");
 }

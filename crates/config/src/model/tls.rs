@@ -23,6 +23,11 @@ pub struct Tls {
     /// handshake. Default none: no client certificates.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// PEM file with certificate revocation lists of `ca_file`'s CAs
+    /// (Postgres's `ssl_crl_file`): a client certificate they list fails
+    /// the handshake. Default none. Needs `ca_file`.
+    #[serde(default)]
+    pub crl_file: Option<PathBuf>,
     /// Whether a client certificate is required, as `clientcert` in
     /// `pg_hba.conf`. Default `none`.
     #[serde(default)]

@@ -295,6 +295,18 @@ fn validate_tls(tls: &Tls) -> Result<(), ConfigError> {
             return Err(ConfigError::invalid(field, "must not be empty"));
         }
     }
+    match (&tls.crl_file, &tls.ca_file) {
+        (Some(path), _) if path.as_os_str().is_empty() => {
+            return Err(ConfigError::invalid("tls.crl_file", "must not be empty"));
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "tls.crl_file",
+                "needs tls.ca_file (the CAs whose revocations it lists)",
+            ));
+        }
+        _ => {}
+    }
     match &tls.ca_file {
         Some(path) if path.as_os_str().is_empty() => {
             Err(ConfigError::invalid("tls.ca_file", "must not be empty"))
