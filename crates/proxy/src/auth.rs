@@ -284,13 +284,7 @@ fn check_cert(user: &str, client_cert: Option<&CertificateDer<'_>>) -> Result<()
     let Some(cert) = client_cert else {
         return Err(refused("no client certificate over TLS".into()));
     };
-    match crate::tls::common_name(cert) {
-        Some(name) if name == user => Ok(()),
-        Some(name) => Err(refused(format!(
-            "the certificate's common name is \"{name}\""
-        ))),
-        None => Err(refused("the certificate has no common name".into())),
-    }
+    crate::tls::certificate_is_for(cert, user).map_err(refused)
 }
 
 /// The refusal Postgres sends for a wrong password (28P01).

@@ -310,14 +310,7 @@ impl Pool {
             .lifetime_ms
             .store(millis(config.server_lifetime), Ordering::Relaxed);
         inner.config.store(Arc::new(config));
-        self.retarget(target);
-    }
-
-    /// Uses `target` for the connections made from now on, leaving size and
-    /// timing alone: a login that proved a newer secret (an `auth_query`
-    /// user whose password changed in Postgres) starts a new generation.
-    pub fn set_target(&self, target: ServerTarget) {
-        self.retarget(target);
+        self.set_target(target);
     }
 
     /// What new connections log in to the server with.
@@ -325,9 +318,11 @@ impl Pool {
         self.inner.target.load().target.secret.clone()
     }
 
-    /// Uses `target` for new connections; when it is another server or
-    /// login (not just rebuilt TLS settings), also starts a new generation.
-    fn retarget(&self, target: ServerTarget) {
+    /// Uses `target` for the connections made from now on, leaving size and
+    /// timing alone. When it is another server or login (not just rebuilt
+    /// TLS settings; e.g. a login that proved a newer secret for an
+    /// `auth_query` user), also starts a new generation.
+    pub fn set_target(&self, target: ServerTarget) {
         let inner = &self.inner;
         let stale = {
             let mut idle = inner.idle.lock().unwrap_or_else(|p| p.into_inner());

@@ -267,7 +267,7 @@ impl Shared {
         user: &str,
         secret: ServerSecret,
     ) -> Option<Pool> {
-        let target = live.target_for(database, user, secret)?;
+        let target = live.target_at(database, user, secret, None)?;
         let cfg = live.pool_config(database)?;
         let key = (database.to_owned(), user.to_owned());
         let pool = self
@@ -294,22 +294,12 @@ impl Live {
     pub(crate) fn target(&self, database: &str, user: &str) -> Option<ServerTarget> {
         let u = self.config.user(user)?;
         let secret = ServerSecret::from_password(u.upstream_password());
-        self.target_for(database, &u.name, secret)
+        self.target_at(database, &u.name, secret, None)
     }
 
     /// [`target`](Self::target) with `secret` instead of the configured
-    /// password, for any user (an `auth_query` user is not configured).
-    pub(crate) fn target_for(
-        &self,
-        database: &str,
-        user: &str,
-        secret: ServerSecret,
-    ) -> Option<ServerTarget> {
-        self.target_at(database, user, secret, None)
-    }
-
-    /// [`target_for`](Self::target_for) on `database`'s primary (`None`)
-    /// or on its replica `replica`.
+    /// password, for any user (an `auth_query` user is not configured), on
+    /// `database`'s primary (`None`) or on its replica `replica`.
     pub(crate) fn target_at(
         &self,
         database: &str,
@@ -346,11 +336,10 @@ impl Live {
     ) -> Option<ServerSecret> {
         let db = self.config.database(database)?;
         match self.config.user(user) {
-            Some(u) => Some(match u.upstream_password() {
-                Some(p) => ServerSecret::Password(p.to_owned()),
-                None if u.scram_verifier.is_some() => current,
-                None => ServerSecret::None,
-            }),
+            Some(u) if u.upstream_password().is_none() && u.scram_verifier.is_some() => {
+                Some(current)
+            }
+            Some(u) => Some(ServerSecret::from_password(u.upstream_password())),
             None => self.config.auth_user_for(db).map(|_| current),
         }
     }

@@ -138,21 +138,28 @@ impl ClientTls {
             return Err("connection requires a valid client certificate".into());
         };
         if self.client_cert == ClientCertMode::VerifyFull {
-            let name = common_name(cert);
-            if name.as_deref() != Some(user) {
-                return Err(format!(
-                    "certificate validation (client_cert: verify-full) failed for user \"{user}\": \
-                     the certificate's common name is {}",
-                    name.map_or("missing".to_owned(), |n| format!("\"{n}\""))
-                ));
-            }
+            certificate_is_for(cert, user).map_err(|why| {
+                format!(
+                    "certificate validation (client_cert: verify-full) failed for user \"{user}\": {why}"
+                )
+            })?;
         }
         Ok(())
     }
 }
 
+/// Whether `cert` was issued for `user`: its common name is the user name
+/// (`verify-full` and the `cert` method). `Err` says why not.
+pub fn certificate_is_for(cert: &CertificateDer<'_>, user: &str) -> Result<(), String> {
+    match common_name(cert) {
+        Some(name) if name == user => Ok(()),
+        Some(name) => Err(format!("the certificate's common name is \"{name}\"")),
+        None => Err("the certificate has no common name".into()),
+    }
+}
+
 /// The subject's common name of a certificate (the first, if several).
-pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_owned)
